@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SIMULATOR_PORT ?= 8081
+
+.PHONY: run test lint format migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+## run: install, migrate, seed demo data, start the provider simulator and the server
+run: $(VENV)/.runtime
+	HOST=$(HOST) PORT=$(PORT) SIMULATOR_PORT=$(SIMULATOR_PORT) BIN=$(BIN) \
+		bash scripts/dev-run.sh
+
+## test: linters, migration check and the whole suite with coverage (floor 90%)
+test: $(VENV)/.dev lint
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run \
+		>/dev/null || \
+		(echo "Model changes without a migration: run makemigrations" && exit 1)
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: $(VENV)/.runtime
+	DEBUG=1 $(BIN)/python manage.py migrate
+
+clean:
+	rm -rf $(VENV) .coverage htmlcov .pytest_cache .ruff_cache

@@ -1,0 +1,138 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from betting_site.money import money_field
+
+
+class Bet(models.Model):
+    """A bet and where it stands in its lifecycle (see the contract's five states)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+        VOID = "void", "Void"
+
+    class StakeMode(models.TextChoices):
+        DEBIT_ON_LOSS = "debit_on_loss", "Debit on loss"
+        DEBIT_ON_PLACE = "debit_on_place", "Debit on place"
+
+    OPEN_STATUSES = (Status.PENDING, Status.UNKNOWN)
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bets"
+    )
+    account = models.ForeignKey(
+        "accounts.ExternalApiAccount",
+        on_delete=models.PROTECT,
+        related_name="bets",
+        help_text="The provider account the bet was placed with",
+    )
+    external_bet_id = models.CharField(
+        max_length=64, unique=True, null=True, blank=True
+    )
+    amount = money_field()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    win_amount = money_field(null=True, blank=True)
+    stake_mode = models.CharField(
+        max_length=16,
+        choices=StakeMode.choices,
+        help_text="How the provider moved money when the bet was placed",
+    )
+    status_reason = models.CharField(max_length=500, blank=True)
+    needs_attention = models.BooleanField(
+        default=False, help_text="Flagged for staff (a void bet, a discrepancy)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "bets"
+        indexes = [
+            models.Index(fields=["user", "-id"], name="bets_user_idx"),
+            models.Index(fields=["status"], name="bets_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="bets_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(win_amount__isnull=True) | Q(win_amount__gte=0),
+                name="bets_win_amount_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["pending", "completed", "failed", "unknown", "void"]
+                ),
+                name="bets_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="completed")
+                | Q(win_amount__isnull=False, completed_at__isnull=False),
+                name="bets_completed_has_result",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="unknown") | Q(external_bet_id__isnull=True),
+                name="bets_unknown_has_no_external_id",
+            ),
+            models.CheckConstraint(
+                condition=Q(stake_mode__in=["debit_on_loss", "debit_on_place"]),
+                name="bets_stake_mode_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"bet {self.pk} of {self.amount} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """A claimed ``Idempotency-Key``: unique per caller, holding the first response.
+
+    Claimed by inserting the row (the unique constraint decides the race across
+    workers and machines); ``locked_until`` is the lease of the request that runs it.
+    """
+
+    caller = models.CharField(
+        max_length=64, help_text="'user:<id>' or 'admin-token': the key's scope"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    key = models.CharField(max_length=255)
+    endpoint = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    bet = models.ForeignKey(
+        Bet, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "idempotency_keys"
+        indexes = [
+            models.Index(
+                fields=["user", "endpoint", "request_hash"],
+                name="idempotency_composite_idx",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["caller", "key"], name="idempotency_unique_caller_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"idempotency key of {self.caller} on {self.endpoint}"

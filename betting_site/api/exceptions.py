@@ -1,0 +1,98 @@
+"""DRF's exception handler: every exception raised in a view becomes the envelope."""
+
+import logging
+import math
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.views import set_rollback
+
+from betting_site.api.envelope import error_response
+from betting_site.api.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES = [
+    # (DRF exception, code, fixed message or None to keep DRF's)
+    (drf.ParseError, "VALIDATION_ERROR", None),
+    (
+        drf.NotAuthenticated,
+        "UNAUTHORIZED",
+        "Authentication credentials were not provided",
+    ),
+    (drf.AuthenticationFailed, "UNAUTHORIZED", None),
+    (drf.PermissionDenied, "FORBIDDEN", None),
+    (drf.NotFound, "NOT_FOUND", "Not found"),
+    (drf.MethodNotAllowed, "METHOD_NOT_ALLOWED", None),
+    (drf.NotAcceptable, "NOT_ACCEPTABLE", None),
+    (drf.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", None),
+    (drf.Throttled, "RATE_LIMITED", "Too many requests"),
+]
+
+
+def validation_details(detail) -> dict:
+    """``{field: [messages]}``, with field-less errors under ``non_field_errors``."""
+    if isinstance(detail, dict):
+        return {
+            str(key): value if isinstance(value, list | dict) else [value]
+            for key, value in detail.items()
+        }
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {"non_field_errors": [detail]}
+
+
+def exception_handler(exc, context):
+    request = context.get("request")
+    set_rollback()
+    if isinstance(exc, ApplicationError):
+        headers = dict(exc.headers)
+        if exc.http_status == 401:
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        return error_response(
+            request,
+            status=exc.http_status,
+            code=exc.code,
+            message=exc.message,
+            details=exc.details,
+            headers=headers,
+        )
+    if isinstance(exc, drf.ValidationError):
+        return error_response(
+            request,
+            status=400,
+            code="VALIDATION_ERROR",
+            message="The request is not valid",
+            details=validation_details(exc.detail),
+        )
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return error_response(request, status=413)
+    if isinstance(exc, drf.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(math.ceil(exc.wait))
+        code, message = None, None
+        for exc_class, mapped_code, fixed_message in _DRF_CODES:
+            if isinstance(exc, exc_class):
+                code, message = mapped_code, fixed_message
+                break
+        if message is None and isinstance(exc.detail, str):
+            message = str(exc.detail)
+        return error_response(
+            request, status=exc.status_code, code=code, message=message, headers=headers
+        )
+    # Anything else is a bug: log it with its traceback, answer without it.
+    logger.error(
+        "Unhandled error in %s %s",
+        getattr(request, "method", "?"),
+        getattr(request, "path", "?"),
+        exc_info=exc,
+    )
+    return error_response(request, status=500)

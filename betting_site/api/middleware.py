@@ -1,0 +1,80 @@
+"""Middleware that runs before anything else can fail."""
+
+import re
+import uuid
+
+from django.conf import settings
+
+from betting_site.api.envelope import KEPT_HEADERS, error_response, is_api_path
+from betting_site.logging import request_id_var, user_id_var
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+class RequestIdMiddleware:
+    """Keep a sane incoming ``X-Request-ID`` or make one; echo it on every response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        rid_token = request_id_var.set(request_id)
+        uid_token = user_id_var.set(None)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(rid_token)
+            user_id_var.reset(uid_token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Make every error under ``/api/`` the envelope, whichever layer produced it.
+
+    DRF views already answer the envelope through the exception handler. This catches
+    the rest: unknown URLs, Django's own 400/404/500 pages (technical ones included,
+    with DEBUG on), and errors raised by middleware further in. It also refuses
+    oversized bodies before anything reads them.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not is_api_path(request.path_info):
+            return self.get_response(request)
+        refusal = self._refuse_body(request)
+        if refusal is not None:
+            return refusal
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and not getattr(response, "is_error_envelope", False)
+            and not getattr(response, "envelope_exempt", False)
+        ):
+            kept = {name: response[name] for name in KEPT_HEADERS if name in response}
+            response = error_response(
+                request, status=response.status_code, headers=kept
+            )
+        return response
+
+    @staticmethod
+    def _refuse_body(request):
+        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw_length)
+        except ValueError:
+            return error_response(
+                request, status=400, message="Content-Length is not a number"
+            )
+        if length > settings.API_MAX_BODY_BYTES:
+            return error_response(
+                request,
+                status=413,
+                message=f"The request body exceeds {settings.API_MAX_BODY_BYTES} bytes",
+            )
+        return None

@@ -1,0 +1,49 @@
+"""System checks that refuse an unsafe production configuration.
+
+Missing secrets already stop the settings module from loading; these catch what
+is legal Python but wrong to deploy (run by ``manage.py check --deploy``).
+"""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+@register(Tags.security, deploy=True)
+def check_production_settings(app_configs, **kwargs):
+    problems = []
+    if settings.DEBUG:
+        return problems
+    if "*" in settings.ALLOWED_HOSTS:
+        problems.append(
+            Warning(
+                "ALLOWED_HOSTS contains '*'",
+                hint="List the host names the server answers for.",
+                id="betting_site.W001",
+            )
+        )
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        problems.append(
+            Warning(
+                "SQLite is the embedded default, not a production database",
+                hint="Set DATABASE_URL to a PostgreSQL database.",
+                id="betting_site.W002",
+            )
+        )
+    if not settings.REDIS_URL:
+        problems.append(
+            Warning(
+                "REDIS_URL is unset: the cache, rate limits and breaker state are "
+                "per process",
+                hint="Set REDIS_URL so that every worker shares them.",
+                id="betting_site.W003",
+            )
+        )
+    if settings.ADMIN_TOKEN is not None and len(settings.ADMIN_TOKEN) < 32:
+        problems.append(
+            Error(
+                "ADMIN_TOKEN is shorter than 32 characters",
+                hint="Use a long random value, or leave it unset.",
+                id="betting_site.E001",
+            )
+        )
+    return problems

@@ -1,0 +1,72 @@
+"""Logging pieces: the request context on every line, redaction, JSON output."""
+
+import contextvars
+import logging
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from betting_site.redaction import redact, redact_text
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "request_id", default="-"
+)
+user_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "user_id", default=None
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp each record with the current request id and user id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        if not hasattr(record, "user_id"):
+            record.user_id = user_id_var.get()
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """Mask secrets in the message, its arguments and structured extras.
+
+    The message is rendered first so that a secret passed as an argument is caught
+    whatever its position; exception text is masked by the formatters below.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not lose the line
+            message = str(record.msg)
+        record.msg = redact_text(message)
+        record.args = None
+        for key, value in list(record.__dict__.items()):
+            if key in _STANDARD_ATTRS or key in ("request_id", "user_id"):
+                continue
+            record.__dict__[key] = redact({key: value})[key]
+        return True
+
+
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """One JSON object a line: timestamp, level, logger, message, request context."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "fmt", "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"
+        )
+        kwargs.setdefault(
+            "rename_fields", {"asctime": "timestamp", "levelname": "level"}
+        )
+        kwargs.setdefault("timestamp", False)
+        super().__init__(*args, **kwargs)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return redact_text(super().formatException(ei))

@@ -1,0 +1,32 @@
+"""Money: Decimal end to end, two places, one definition of the column."""
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from django.db import models
+
+MONEY_MAX_DIGITS = 14
+MONEY_DECIMAL_PLACES = 2
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def money_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs
+    )
+
+
+def to_money(value: Decimal | int | str) -> Decimal:
+    """Exact conversion to two places; refuses floats and anything with more places."""
+    if isinstance(value, float):
+        raise TypeError("money is never a float")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an amount of money") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not an amount of money")
+    quantized = amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+    if quantized != amount:
+        raise ValueError(f"{value!r} has more than two decimal places")
+    return quantized

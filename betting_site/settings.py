@@ -1,0 +1,306 @@
+"""Settings for the betting integration server.
+
+One module, read from the environment (and ``.env`` when present) through
+django-environ. The embedded defaults (SQLite, local-memory cache, dev-only keys when
+``DEBUG=1``) make ``make run`` work with nothing else installed; production differs
+only by environment variables. ``.env.example`` lists every variable.
+"""
+
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+from betting_site import __version__
+from betting_site.durations import parse_duration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+VERSION = __version__
+
+# --- Secrets ---------------------------------------------------------------------
+# Development values are used only with DEBUG=1. With DEBUG=0 the settings refuse
+# to load without real ones, so neither gunicorn nor manage.py can start unsafely.
+_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0000"
+_DEV_JWT_SIGNING_KEY = "dev-only-insecure-jwt-signing-key-do-not-use-in-production"
+_DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="
+_MIN_SECRET_LENGTH = 32
+
+
+def _required_secret(name: str, dev_value: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        if DEBUG:
+            return dev_value
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG=0")
+    if not DEBUG and (value == dev_value or len(value) < _MIN_SECRET_LENGTH):
+        raise ImproperlyConfigured(
+            f"{name} must be a random value of at least {_MIN_SECRET_LENGTH} "
+            "characters when DEBUG=0"
+        )
+    return value
+
+
+def _fernet_keys() -> list[str]:
+    keys = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+    keys = [key.strip() for key in keys if key.strip()]
+    if not keys:
+        if DEBUG:
+            return [_DEV_FIELD_ENCRYPTION_KEY]
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG=0")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # The key itself is never echoed: only its position in the list.
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS entry {position} is not a valid Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
+    if not DEBUG and _DEV_FIELD_ENCRYPTION_KEY in keys:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS must not contain the development key when DEBUG=0"
+        )
+    return keys
+
+
+def _duration(name: str, default: str):
+    try:
+        return parse_duration(env.str(name, default=default))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+SECRET_KEY = _required_secret("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+JWT_SIGNING_KEY = _required_secret("JWT_SIGNING_KEY", _DEV_JWT_SIGNING_KEY)
+if JWT_SIGNING_KEY == SECRET_KEY:
+    raise ImproperlyConfigured("JWT_SIGNING_KEY must differ from DJANGO_SECRET_KEY")
+FIELD_ENCRYPTION_KEYS = _fernet_keys()
+ADMIN_TOKEN = env.str("ADMIN_TOKEN", default="") or None
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+# --- Applications ----------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "betting_site.apps.BettingSiteConfig",
+    "accounts",
+    "wallet",
+    "betting",
+    "provider",
+    "auditlog",
+]
+
+MIDDLEWARE = [
+    # Outermost: every response, including errors raised by later middleware,
+    # carries the request id, and every error under /api/ is the envelope.
+    "betting_site.api.middleware.RequestIdMiddleware",
+    "betting_site.api.middleware.ApiErrorEnvelopeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "betting_site.urls"
+WSGI_APPLICATION = "betting_site.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data stores -----------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so concurrent writers
+    # queue on the timeout instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="") or None
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="betting"),
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Passwords, i18n, static -----------------------------------------------------
+_VALIDATORS = "django.contrib.auth.password_validation"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
+    {"NAME": f"{_VALIDATORS}.MinimumLengthValidator"},
+    {"NAME": f"{_VALIDATORS}.CommonPasswordValidator"},
+    {"NAME": f"{_VALIDATORS}.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Request limits --------------------------------------------------------------
+# Bodies under /api/ above this are answered 413 before they are read.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024
+)
+
+# --- REST framework and JWT ------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["betting_site.api.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["betting_site.api.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "betting_site.api.exceptions.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": False,
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": [],
+}
+
+JWT_ACCESS_TTL = _duration("JWT_ACCESS_TTL", "15m")
+JWT_REFRESH_TTL = _duration("JWT_REFRESH_TTL", "7d")
+JWT_ISSUER = env.str("JWT_ISSUER", default="betting-api")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="betting-client")
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "VERIFYING_KEY": "",
+    "ISSUER": JWT_ISSUER,
+    "AUDIENCE": JWT_AUDIENCE,
+    "LEEWAY": 0,
+    "ACCESS_TOKEN_LIFETIME": JWT_ACCESS_TTL,
+    "REFRESH_TOKEN_LIFETIME": JWT_REFRESH_TTL,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "JTI_CLAIM": "jti",
+    "AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.AccessToken",),
+}
+
+# --- Provider --------------------------------------------------------------------
+EXTERNAL_API_URL = env.str("EXTERNAL_API_URL", default="http://127.0.0.1:8081/api")
+EXTERNAL_API_CONNECT_TIMEOUT = env.float("EXTERNAL_API_CONNECT_TIMEOUT", default=3.0)
+EXTERNAL_API_READ_TIMEOUT = env.float("EXTERNAL_API_READ_TIMEOUT", default=10.0)
+EXTERNAL_USER_ID = env.str("EXTERNAL_USER_ID", default="") or None
+EXTERNAL_SECRET_KEY = env.str("EXTERNAL_SECRET_KEY", default="") or None
+PROVIDER_STAKE_MODE = env.str("PROVIDER_STAKE_MODE", default="debit_on_loss")
+if PROVIDER_STAKE_MODE not in ("debit_on_loss", "debit_on_place"):
+    raise ImproperlyConfigured(
+        "PROVIDER_STAKE_MODE must be debit_on_loss or debit_on_place"
+    )
+
+# --- Betting and wallet ----------------------------------------------------------
+BET_MIN_AMOUNT = env.int("BET_MIN_AMOUNT", default=1)
+BET_MAX_AMOUNT = env.int("BET_MAX_AMOUNT", default=5)
+if not 1 <= BET_MIN_AMOUNT <= BET_MAX_AMOUNT:
+    raise ImproperlyConfigured("BET_MIN_AMOUNT must be >= 1 and <= BET_MAX_AMOUNT")
+BALANCE_SYNC_TTL = env.int("BALANCE_SYNC_TTL", default=30)
+
+# --- Rate limits, CORS, proxies (enforced by the operations issue) ---------------
+RATE_LIMIT_GLOBAL = env.str("RATE_LIMIT_GLOBAL", default="100/15m")
+RATE_LIMIT_AUTH = env.str("RATE_LIMIT_AUTH", default="10/15m")
+RATE_LIMIT_BETS = env.str("RATE_LIMIT_BETS", default="20/1m")
+CLIENT_URL = env.list("CLIENT_URL", default=[])
+TRUST_PROXY_HEADERS = env.bool("TRUST_PROXY_HEADERS", default=False)
+
+# --- Transport security ----------------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+if TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+# /api/health/live must answer a load balancer's plain-HTTP probe.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/live/?$"]
+
+# --- Logging ---------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "betting_site.logging.RequestIdFilter"},
+        "redact": {"()": "betting_site.logging.RedactingFilter"},
+    },
+    "formatters": {
+        "json": {"()": "betting_site.logging.JsonFormatter"},
+        "console": {
+            "format": (
+                "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
+            )
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "console",
+            "filters": ["request_id", "redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # Our envelope handlers log every 5xx once, with the request id.
+        "django.request": {
+            "handlers": ["console"],
+            "level": "ERROR",
+            "propagate": False,
+        },
+    },
+}

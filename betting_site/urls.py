@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from betting_site.api.views import HealthLiveApi
+
+admin.site.site_header = "Betting back office"
+admin.site.site_title = "Betting back office"
+
+# API paths are served with and without a trailing slash (never redirected); any
+# unknown path under /api/ is answered 404 in the envelope by the middleware.
+api_patterns = [
+    path("auth/", include("accounts.urls")),
+    re_path(r"^health/live/?$", HealthLiveApi.as_view(), name="health-live"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]
