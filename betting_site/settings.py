@@ -232,6 +232,19 @@ EXTERNAL_API_CONNECT_TIMEOUT = env.float("EXTERNAL_API_CONNECT_TIMEOUT", default
 EXTERNAL_API_READ_TIMEOUT = env.float("EXTERNAL_API_READ_TIMEOUT", default=10.0)
 EXTERNAL_USER_ID = env.str("EXTERNAL_USER_ID", default="") or None
 EXTERNAL_SECRET_KEY = env.str("EXTERNAL_SECRET_KEY", default="") or None
+# How long a successful POST /auth is trusted before the next call re-authenticates.
+PROVIDER_SESSION_TTL = env.int("PROVIDER_SESSION_TTL", default=300)
+# Reads (auth, balance read, GET /bet, check-balance, health) are retried this many
+# times after the first attempt, with capped exponential backoff and full jitter.
+PROVIDER_READ_RETRIES = env.int("PROVIDER_READ_RETRIES", default=2)
+PROVIDER_BACKOFF_BASE = env.float("PROVIDER_BACKOFF_BASE", default=0.1)
+PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=2.0)
+# Longest Retry-After (seconds) waited in-line before giving up as unreachable.
+PROVIDER_RETRY_AFTER_MAX = env.float("PROVIDER_RETRY_AFTER_MAX", default=2.0)
+# Circuit breaker per provider host: open after this many consecutive transport
+# failures or 5xx, stay open this many seconds, then let one probe through.
+PROVIDER_BREAKER_THRESHOLD = env.int("PROVIDER_BREAKER_THRESHOLD", default=5)
+PROVIDER_BREAKER_RESET = env.float("PROVIDER_BREAKER_RESET", default=30.0)
 PROVIDER_STAKE_MODE = env.str("PROVIDER_STAKE_MODE", default="debit_on_loss")
 if PROVIDER_STAKE_MODE not in ("debit_on_loss", "debit_on_place"):
     raise ImproperlyConfigured(
