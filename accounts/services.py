@@ -48,17 +48,33 @@ def auth_login(*, username: str, password: str) -> TokenPair:
     return issue_token_pair(user=user, session_id=new_session_id())
 
 
-@transaction.atomic
 def auth_refresh(*, refresh: str) -> TokenPair:
     """Rotate a refresh token: the presented one is blacklisted, a new pair issued.
 
     The outstanding row is locked, so two concurrent refreshes with one token cannot
     both succeed. Presenting an already rotated token again means it leaked or was
-    replayed: the whole session is revoked (refresh-token reuse detection).
+    replayed: the whole session is revoked (refresh-token reuse detection), in its
+    own transaction so that the refusal does not roll the revocation back.
     """
     claims = decode_refresh(refresh)
     if claims is None:
         raise Unauthorized("The refresh token is invalid or expired")
+    with transaction.atomic():
+        pair = _rotate(claims)
+    if pair is None:
+        _revoke_session(
+            user_id=claims[api_settings.USER_ID_CLAIM], session_id=claims[SESSION_CLAIM]
+        )
+        logger.warning(
+            "Reuse of a rotated refresh token by user %s: session revoked",
+            claims[api_settings.USER_ID_CLAIM],
+        )
+        raise Unauthorized("The refresh token has already been used")
+    return pair
+
+
+def _rotate(claims: dict) -> TokenPair | None:
+    """Blacklist the presented token and issue the next pair; None on reuse."""
     outstanding = (
         OutstandingToken.objects.select_for_update()
         .filter(jti=claims[api_settings.JTI_CLAIM])
@@ -68,12 +84,7 @@ def auth_refresh(*, refresh: str) -> TokenPair:
         raise Unauthorized("The refresh token is unknown")
     session_id = claims[SESSION_CLAIM]
     if BlacklistedToken.objects.filter(token=outstanding).exists():
-        _revoke_session(user_id=outstanding.user_id, session_id=session_id)
-        logger.warning(
-            "Reuse of a rotated refresh token by user %s: session revoked",
-            outstanding.user_id,
-        )
-        raise Unauthorized("The refresh token has already been used")
+        return None
     if RevokedSession.objects.filter(sid=session_id).exists():
         raise Unauthorized("The refresh token has been revoked")
     user = User.objects.filter(
@@ -264,3 +275,28 @@ def player_create(
     return PlayerResult(
         user=user, account=account, user_created=user_created, account_changed=changed
     )
+
+
+def secrets_rotate(*, batch_size: int = 500, progress=None) -> int:
+    """Re-encrypt every provider secret with the first key of FIELD_ENCRYPTION_KEYS.
+
+    Each row is decrypted with whichever key fits and saved again, which encrypts
+    with the first key; afterwards the older keys can be dropped. Returns the count.
+    """
+    rotated = 0
+    last_id = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                ExternalApiAccount.objects.select_for_update()
+                .filter(pk__gt=last_id)
+                .order_by("pk")[:batch_size]
+            )
+            for account in batch:
+                account.save(update_fields=["secret"])
+        if not batch:
+            return rotated
+        rotated += len(batch)
+        last_id = batch[-1].pk
+        if progress is not None:
+            progress(rotated)

@@ -2,6 +2,7 @@
 
 import contextvars
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
@@ -67,6 +68,10 @@ class JsonFormatter(_BaseJsonFormatter):
         )
         kwargs.setdefault("timestamp", False)
         super().__init__(*args, **kwargs)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        moment = datetime.fromtimestamp(record.created, tz=UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
         return redact_text(super().formatException(ei))

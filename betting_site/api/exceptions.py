@@ -95,4 +95,6 @@ def exception_handler(exc, context):
         getattr(request, "path", "?"),
         exc_info=exc,
     )
-    return error_response(request, status=500)
+    response = error_response(request, status=500)
+    response._has_been_logged = True  # logged above, with the traceback
+    return response

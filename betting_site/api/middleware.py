@@ -57,9 +57,12 @@ class ApiErrorEnvelopeMiddleware:
             and not getattr(response, "envelope_exempt", False)
         ):
             kept = {name: response[name] for name in KEPT_HEADERS if name in response}
+            logged = getattr(response, "_has_been_logged", False)
             response = error_response(
                 request, status=response.status_code, headers=kept
             )
+            # Django logged the original (with its traceback); not a second time.
+            response._has_been_logged = logged
         return response
 
     @staticmethod
