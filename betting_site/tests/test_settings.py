@@ -86,3 +86,15 @@ def test_deploy_checks_flag_unsafe_production_config(settings):
     assert {"betting_site.W001", "betting_site.W003", "betting_site.E001"} <= ids
     settings.DEBUG = True
     assert check_production_settings(None) == []
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    import re
+
+    source = (ROOT / "betting_site" / "settings.py").read_text()
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', source))
+    read |= set(re.findall(r'_(?:required_secret|duration)\(\s*"([A-Z_]+)"', source))
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
+    assert read, "the pattern found no variables"
+    assert read - listed == set()
