@@ -23,7 +23,11 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 "$BIN/python" manage.py migrate --no-input
-"$BIN/python" manage.py run_provider_simulator --host 127.0.0.1 --port "$SIMULATOR_PORT" &
+mkdir -p run
+# The simulator keeps its state in a file so that it agrees with db.sqlite3 across
+# restarts of `make run` (delete both to start over).
+"$BIN/python" manage.py run_provider_simulator --host 127.0.0.1 --port "$SIMULATOR_PORT" \
+    --state-file run/provider-simulator.json &
 pids+=($!)
 # The simulator must be up before seed_demo links and funds the demo accounts.
 for _ in $(seq 1 50); do
