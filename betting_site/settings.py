@@ -107,6 +107,8 @@ MIDDLEWARE = [
     # Outermost: every response, including errors raised by later middleware,
     # carries the request id, and every error under /api/ is the envelope.
     "betting_site.api.middleware.RequestIdMiddleware",
+    # Records every mutating /api/ request with its final (enveloped) response.
+    "auditlog.middleware.InboundApiLogMiddleware",
     "betting_site.api.middleware.ApiErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -237,6 +239,9 @@ PROVIDER_SESSION_TTL = env.int("PROVIDER_SESSION_TTL", default=300)
 # Reads (auth, balance read, GET /bet, check-balance, health) are retried this many
 # times after the first attempt, with capped exponential backoff and full jitter.
 PROVIDER_READ_RETRIES = env.int("PROVIDER_READ_RETRIES", default=2)
+# Writes (POST /bet, POST /win, set-balance) are retried only when nothing was sent
+# (the connection was never made) or on a 429: at most this many times.
+PROVIDER_WRITE_RETRIES = env.int("PROVIDER_WRITE_RETRIES", default=2)
 PROVIDER_BACKOFF_BASE = env.float("PROVIDER_BACKOFF_BASE", default=0.1)
 PROVIDER_BACKOFF_MAX = env.float("PROVIDER_BACKOFF_MAX", default=2.0)
 # Longest Retry-After (seconds) waited in-line before giving up as unreachable.
