@@ -1,5 +1,7 @@
 """Fixtures shared by every app's tests."""
 
+from collections.abc import Iterator
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -57,7 +59,35 @@ def pytest_collection_modifyitems(config, items):
     )
     skip_redis = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://...")
     for item in items:
+        # `-m "not simulator"` skips every test that starts one.
+        if "simulator" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.simulator)
         if "postgres" in item.keywords and "postgresql" not in engine:
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not settings.REDIS_URL:
             item.add_marker(skip_redis)
+
+
+@pytest.fixture
+def simulator() -> Iterator:
+    """A fresh provider simulator on 127.0.0.1 (a free port), seeded, serving from a
+    background thread; ``simulator.base_url`` is ``http://127.0.0.1:PORT/api``."""
+    from provider.simulator import ProviderSimulator
+
+    server = ProviderSimulator("127.0.0.1", 0, seed=1234).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def provider(simulator, settings):
+    """The simulator, with the server's client pointed at it and short timeouts and
+    backoffs so that failure paths stay fast."""
+    settings.EXTERNAL_API_URL = simulator.base_url
+    settings.EXTERNAL_API_CONNECT_TIMEOUT = 0.5
+    settings.EXTERNAL_API_READ_TIMEOUT = 0.5
+    settings.PROVIDER_BACKOFF_BASE = 0.01
+    settings.PROVIDER_BACKOFF_MAX = 0.05
+    return simulator

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from betting_site.api.views import HealthLiveApi
+from betting_site.api.views import HealthApi, HealthLiveApi
 
 admin.site.site_header = "Betting back office"
 admin.site.site_title = "Betting back office"
@@ -10,6 +10,8 @@ admin.site.site_title = "Betting back office"
 # unknown path under /api/ is answered 404 in the envelope by the middleware.
 api_patterns = [
     path("auth/", include("accounts.urls")),
+    path("bets/", include("betting.urls")),
+    re_path(r"^health/?$", HealthApi.as_view(), name="health"),
     re_path(r"^health/live/?$", HealthLiveApi.as_view(), name="health-live"),
 ]
 
