@@ -13,6 +13,16 @@ export DEBUG=${DEBUG:-1}
 export LOG_FORMAT=${LOG_FORMAT:-console}
 export EXTERNAL_API_URL=${EXTERNAL_API_URL:-http://127.0.0.1:${SIMULATOR_PORT}/api}
 
+port_busy() {
+    "$BIN/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$1" 2>/dev/null
+}
+for port in "$SIMULATOR_PORT" "$PORT"; do
+    if port_busy "$port"; then
+        echo "Port $port is already in use (another make run?). Stop it, or set PORT / SIMULATOR_PORT." >&2
+        exit 1
+    fi
+done
+
 pids=()
 cleanup() {
     trap - INT TERM EXIT
@@ -31,9 +41,8 @@ mkdir -p run
 pids+=($!)
 # The simulator must be up before seed_demo links and funds the demo accounts.
 for _ in $(seq 1 50); do
-    if "$BIN/python" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.2)" "$SIMULATOR_PORT" 2>/dev/null; then
-        break
-    fi
+    port_busy "$SIMULATOR_PORT" && break
+    kill -0 "${pids[0]}" 2>/dev/null || { echo "The provider simulator did not start." >&2; exit 1; }
     sleep 0.2
 done
 "$BIN/python" manage.py seed_demo
