@@ -186,12 +186,12 @@ class TestClientIp:
         )
         assert client_ip(request) == "198.51.100.2"
 
-    def test_first_valid_forwarded_address_with_trusted_proxies(self, settings):
+    def test_the_address_our_proxy_appended_wins_over_forged_ones(self, settings):
         settings.TRUST_PROXY_HEADERS = True
         request = self.factory.get(
             "/",
             REMOTE_ADDR="10.0.0.5",
-            HTTP_X_FORWARDED_FOR="unknown, 203.0.113.9, 10.0.0.1",
+            HTTP_X_FORWARDED_FOR="1.1.1.1, unknown, 203.0.113.9",
         )
         assert client_ip(request) == "203.0.113.9"
 
@@ -202,6 +202,7 @@ class TestClientIp:
             ("2001:DB8::2", "2001:db8::2"),
             ("203.0.113.9:5555", "203.0.113.9"),
             ("garbage, also-garbage", "10.0.0.5"),
+            ("203.0.113.9, garbage", "10.0.0.5"),
             ("", "10.0.0.5"),
         ],
     )

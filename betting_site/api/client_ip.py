@@ -21,11 +21,14 @@ def _valid(candidate: str) -> str | None:
 
 def client_ip(request: HttpRequest) -> str | None:
     """``REMOTE_ADDR``, or, behind a trusted proxy (``TRUST_PROXY_HEADERS``), the
-    first valid address of ``X-Forwarded-For``."""
-    if getattr(settings, "TRUST_PROXY_HEADERS", False):
+    last address of ``X-Forwarded-For``: the one our load balancer appended.
+
+    The entries before it are whatever the client sent and can be forged, so the
+    first one is never trusted (a client could dodge per-IP limits with it).
+    """
+    if settings.TRUST_PROXY_HEADERS:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        for part in forwarded.split(","):
-            address = _valid(part)
-            if address is not None:
-                return address
+        address = _valid(forwarded.rsplit(",", 1)[-1]) if forwarded else None
+        if address is not None:
+            return address
     return _valid(request.META.get("REMOTE_ADDR", "") or "")
