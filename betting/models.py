@@ -44,6 +44,10 @@ class Bet(models.Model):
         help_text="How the provider moved money when the bet was placed",
     )
     status_reason = models.CharField(max_length=500, blank=True)
+    result_in_doubt = models.BooleanField(
+        default=False,
+        help_text="A POST /win was sent whose outcome is unknown: resolve by balance",
+    )
     needs_attention = models.BooleanField(
         default=False, help_text="Flagged for staff (a void bet, a discrepancy)"
     )
@@ -84,10 +88,41 @@ class Bet(models.Model):
                 condition=Q(stake_mode__in=["debit_on_loss", "debit_on_place"]),
                 name="bets_stake_mode_valid",
             ),
+            # At most one open bet per user: every change of the provider balance
+            # can then be attributed to that one bet (see the resolution rules).
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(status__in=["pending", "unknown"]),
+                name="bets_one_open_bet_per_user",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"bet {self.pk} of {self.amount} ({self.status})"
+
+
+class ProviderLease(models.Model):
+    """Serialises one user's provider operations across processes and machines.
+
+    Claimed by one conditional UPDATE (free, or expired); renewed before each
+    provider call; released by its holder. A crashed holder's lease simply expires.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="+",
+    )
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    operation = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        db_table = "provider_leases"
+
+    def __str__(self) -> str:
+        return f"provider lease of user {self.user_id}"
 
 
 class IdempotencyKey(models.Model):

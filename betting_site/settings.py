@@ -262,6 +262,11 @@ BET_MAX_AMOUNT = env.int("BET_MAX_AMOUNT", default=5)
 if not 1 <= BET_MIN_AMOUNT <= BET_MAX_AMOUNT:
     raise ImproperlyConfigured("BET_MIN_AMOUNT must be >= 1 and <= BET_MAX_AMOUNT")
 BALANCE_SYNC_TTL = env.int("BALANCE_SYNC_TTL", default=30)
+# The per-user provider lease: its lifetime (renewed before every provider call, so
+# it only has to outlive one call with its retries) and how long a second operation
+# of the same user waits for it before answering 409 BET_IN_PROGRESS.
+PROVIDER_LEASE_TTL = env.int("PROVIDER_LEASE_TTL", default=60)
+BET_LOCK_WAIT = env.float("BET_LOCK_WAIT", default=2.0)
 
 # --- Rate limits, CORS, proxies (enforced by the operations issue) ---------------
 RATE_LIMIT_GLOBAL = env.str("RATE_LIMIT_GLOBAL", default="100/15m")

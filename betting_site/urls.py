@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from betting.apis import BetListCreateApi
 from betting_site.api.views import HealthApi, HealthLiveApi
+from wallet.apis import BalanceApi, TransactionListApi
 
 admin.site.site_header = "Betting back office"
 admin.site.site_title = "Betting back office"
@@ -10,7 +12,10 @@ admin.site.site_title = "Betting back office"
 # unknown path under /api/ is answered 404 in the envelope by the middleware.
 api_patterns = [
     path("auth/", include("accounts.urls")),
+    re_path(r"^bets/?$", BetListCreateApi.as_view(), name="bets"),
     path("bets/", include("betting.urls")),
+    re_path(r"^balance/?$", BalanceApi.as_view(), name="balance"),
+    re_path(r"^transactions/?$", TransactionListApi.as_view(), name="transactions"),
     re_path(r"^health/?$", HealthApi.as_view(), name="health"),
     re_path(r"^health/live/?$", HealthLiveApi.as_view(), name="health-live"),
 ]

@@ -1,8 +1,10 @@
 """Writes to the wallet: balances and the append-only ledger."""
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -74,3 +76,33 @@ def ledger_post(
         entry.balance_after,
     )
     return entry
+
+
+def balance_sync(*, user: User) -> tuple[UserBalance, bool]:
+    """The user's balance, re-reading the provider when the last read is older than
+    ``BALANCE_SYNC_TTL``. Returns the wallet and whether the provider answered (or
+    was read recently). A read moves no money, so it needs no lease; it only
+    records the provider's figure, never changes the ledger."""
+    from accounts.selectors import account_active_for
+    from provider.client import ProviderClient
+    from provider.exceptions import ProviderError
+
+    wallet = wallet_ensure(user=user)
+    account = account_active_for(user=user)
+    if account is None:
+        return wallet, False
+    fresh_after = timezone.now() - timedelta(seconds=settings.BALANCE_SYNC_TTL)
+    if wallet.last_checked_at is not None and wallet.last_checked_at >= fresh_after:
+        return wallet, True
+    try:
+        provider_balance = to_money(
+            ProviderClient(account=account).balance_read().balance
+        )
+    except ProviderError as exc:
+        logger.info("Balance of user %s not re-read: %s", user.pk, exc.code)
+        return wallet, False
+    UserBalance.objects.filter(pk=wallet.pk).update(
+        external_balance=provider_balance, last_checked_at=timezone.now()
+    )
+    wallet.refresh_from_db()
+    return wallet, True

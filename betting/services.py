@@ -1,0 +1,541 @@
+"""The bet lifecycle: a state machine persisted before every side effect.
+
+Every provider operation of a user runs under that user's lease (``betting.lease``)
+and a user has at most one open (``pending`` or ``unknown``) bet, enforced by the
+database. So whenever the provider balance moves, the move belongs to the one open
+bet, and the resolution rules of the contract can attribute it exactly. No database
+transaction stays open across a provider call: each step commits its state first.
+
+    pending (stake held, nothing sent)
+      -- POST /bet refused or never sent --> failed (hold released)
+      -- POST /bet outcome unknown --------> unknown (hold kept) --> failed | void
+      -- POST /bet answered --------------> pending with external id
+           (debit_on_place: bet_place entry, hold released)
+           -- POST /win answered / balance shows the result --> completed
+"""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import ExternalApiAccount, User
+from betting.exceptions import BetInProgress, InsufficientBalance
+from betting.lease import Lease, LeaseLost, provider_lease
+from betting.models import Bet
+from betting.selectors import account_for_betting
+from betting.serializers import bet_as_dict
+from betting_site.api.errors import ApplicationError, ValidationFailed
+from betting_site.money import ZERO, to_money
+from provider.client import ProviderClient
+from provider.exceptions import (
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRefused,
+    ProviderUnreachable,
+)
+from wallet.models import Transaction, UserBalance
+from wallet.services import ledger_post, wallet_lock
+
+logger = logging.getLogger(__name__)
+
+DEBIT_ON_LOSS = Bet.StakeMode.DEBIT_ON_LOSS
+DEBIT_ON_PLACE = Bet.StakeMode.DEBIT_ON_PLACE
+
+
+@dataclass(frozen=True)
+class Placed:
+    bet: Bet
+    provider_response: dict[str, Any] | None  # POST /bet's JSON, when it answered
+
+
+# --- entry points ------------------------------------------------------------------
+
+
+def bet_place(*, user: User, amount: int, settle: bool = True) -> Placed:
+    """Place a bet at the provider and, with ``settle``, fetch its result.
+
+    Answers the bet in whatever state the provider left it (``completed``,
+    ``pending`` or ``unknown``). Raises before anything is sent (validation,
+    insufficient balance, no linked account, a busy or unresolvable previous bet,
+    provider unreachable) and for a definite refusal, the error carrying the bet it
+    recorded as ``details.bet``.
+    """
+    amount = _validated_amount(amount)
+    account = account_for_betting(user=user)
+    with provider_lease(user_id=user.pk, operation="bet_place") as lease:
+        client = ProviderClient(account=account)
+        _resolve_open_bets(user=user, client=client, lease=lease)
+        bet = _bet_open(user=user, account=account, amount=amount)
+        try:
+            lease.renew()
+            placed = client.bet_place(amount)
+        except ProviderOutcomeUnknown as exc:
+            bet = _bet_mark_unknown(bet=bet, reason=_why(exc))
+            return Placed(bet=bet, provider_response=None)
+        except ProviderError as exc:  # unreachable or refused: it never took effect
+            bet = _bet_fail(bet=bet, reason=_why(exc))
+            raise _with_bet(exc, bet) from None
+        bet = _bet_record_placed(bet=bet, external_bet_id=placed.bet_id)
+        if settle and bet.status == Bet.Status.PENDING:
+            bet = _bet_fetch_result(bet=bet, client=client, lease=lease)
+        return Placed(bet=bet, provider_response=placed.raw_dict())
+
+
+def bet_resolve(*, bet: Bet, wait: float | None = None) -> Bet:
+    """Try to bring an open bet to a final state by the contract's resolution rules.
+
+    A final bet is returned unchanged. Raises ``BetInProgress`` when the user's
+    lease stays busy for ``wait`` seconds.
+    """
+    if bet.status not in Bet.OPEN_STATUSES:
+        return bet
+    with provider_lease(
+        user_id=bet.user_id, operation="bet_resolve", wait=wait
+    ) as lease:
+        bet.refresh_from_db()
+        client = ProviderClient(account=bet.account)
+        return _resolve(bet=bet, client=client, lease=lease)
+
+
+def bet_settle_by_external_id(
+    *, account: ExternalApiAccount, external_bet_id: str
+) -> tuple[Bet, dict[str, Any] | None]:
+    """``POST /win`` for a bet placed through this server (the internal endpoint):
+    the same settlement and ledger rules; returns the bet and the provider's JSON."""
+    bet = Bet.objects.filter(account=account, external_bet_id=external_bet_id).first()
+    if bet is None:
+        raise ValidationFailed(
+            details={"bet_id": ["No bet of this account has this provider bet id"]}
+        )
+    if bet.status != Bet.Status.PENDING:
+        return bet, None
+    with provider_lease(user_id=bet.user_id, operation="bet_settle") as lease:
+        bet.refresh_from_db()
+        client = ProviderClient(account=bet.account)
+        if bet.status != Bet.Status.PENDING:
+            return bet, None
+        lease.renew()
+        try:
+            result = client.bet_result(bet.external_bet_id)
+        except ProviderOutcomeUnknown:
+            _bet_update(bet, result_in_doubt=True)
+            raise
+        bet = _bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
+        _balance_verify(user_id=bet.user_id, client=client, lease=lease)
+        return bet, result.raw_dict()
+
+
+# --- steps, each committed before the next provider call ---------------------------
+
+
+def _validated_amount(amount: Any) -> Decimal:
+    if isinstance(amount, bool) or not isinstance(amount, int | Decimal):
+        raise ValidationFailed(details={"amount": ["A whole number is required"]})
+    value = Decimal(amount)
+    if value != value.to_integral_value():
+        raise ValidationFailed(details={"amount": ["A whole number is required"]})
+    low, high = settings.BET_MIN_AMOUNT, settings.BET_MAX_AMOUNT
+    if not low <= value <= high:
+        raise ValidationFailed(
+            details={"amount": [f"The amount must be between {low} and {high}"]}
+        )
+    return to_money(value)
+
+
+@transaction.atomic
+def _bet_open(*, user: User, account: ExternalApiAccount, amount: Decimal) -> Bet:
+    """Record the bet and hold its stake, before anything is sent."""
+    wallet = wallet_lock(user=user)
+    available = wallet.balance - wallet.held
+    if available < amount:
+        raise InsufficientBalance(details={"available": available, "amount": amount})
+    try:
+        with transaction.atomic():
+            bet = Bet.objects.create(
+                user=user,
+                account=account,
+                amount=amount,
+                status=Bet.Status.PENDING,
+                stake_mode=settings.PROVIDER_STAKE_MODE,
+            )
+    except IntegrityError:  # another open bet: the lease makes this a bug, not a race
+        raise BetInProgress("A previous bet of this user is still open") from None
+    wallet.held += amount
+    wallet.save(update_fields=["held", "updated_at"])
+    return bet
+
+
+@transaction.atomic
+def _bet_fail(*, bet: Bet, reason: str) -> Bet:
+    """It certainly never took effect: release the hold."""
+    wallet = wallet_lock(user=bet.user)
+    bet = Bet.objects.select_for_update().get(pk=bet.pk)
+    if bet.status not in Bet.OPEN_STATUSES:
+        return bet
+    if bet.external_bet_id is None or bet.stake_mode == DEBIT_ON_LOSS:
+        wallet.held = max(ZERO, wallet.held - bet.amount)
+        wallet.save(update_fields=["held", "updated_at"])
+    bet.status = Bet.Status.FAILED
+    bet.status_reason = reason[:500]
+    bet.save(update_fields=["status", "status_reason", "updated_at"])
+    logger.info("Bet %s failed: %s", bet.pk, reason)
+    return bet
+
+
+def _bet_mark_unknown(*, bet: Bet, reason: str) -> Bet:
+    """It may have reached the provider: keep the stake held, never send it again."""
+    _bet_update(bet, status=Bet.Status.UNKNOWN, status_reason=reason[:500])
+    logger.warning("Bet %s outcome unknown: %s", bet.pk, reason)
+    return bet
+
+
+@transaction.atomic
+def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
+    """The provider took it: save its id (debit_on_place: post the stake)."""
+    wallet = wallet_lock(user=bet.user)
+    bet = Bet.objects.select_for_update().get(pk=bet.pk)
+    try:
+        with transaction.atomic():
+            bet.external_bet_id = external_bet_id
+            bet.save(update_fields=["external_bet_id", "updated_at"])
+    except IntegrityError:
+        # The provider answered an id another bet already has: the answer cannot be
+        # trusted, so this bet is treated as possibly taken.
+        bet.refresh_from_db()
+        bet.needs_attention = True
+        bet.status = Bet.Status.UNKNOWN
+        bet.status_reason = (
+            f"The provider answered a bet id already in use ({external_bet_id})"
+        )
+        bet.save(
+            update_fields=["needs_attention", "status", "status_reason", "updated_at"]
+        )
+        logger.error("Bet %s: duplicate provider bet id %s", bet.pk, external_bet_id)
+        return bet
+    if bet.stake_mode == DEBIT_ON_PLACE:
+        ledger_post(
+            user=bet.user,
+            entry_type=Transaction.Type.BET_PLACE,
+            amount=-bet.amount,
+            bet=bet,
+            description=f"Stake of bet {bet.pk}",
+            evidence={"external_bet_id": external_bet_id},
+        )
+        wallet.refresh_from_db()
+        wallet.held = max(ZERO, wallet.held - bet.amount)
+        wallet.save(update_fields=["held", "updated_at"])
+    return bet
+
+
+@transaction.atomic
+def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
+    """Book the result exactly once: the ledger entries, the hold, the status."""
+    wallet = wallet_lock(user=bet.user)
+    bet = Bet.objects.select_for_update().get(pk=bet.pk)
+    if bet.status != Bet.Status.PENDING:
+        return bet  # settled already: money never moves twice
+    win = to_money(win)
+    if win > 0:
+        ledger_post(
+            user=bet.user,
+            entry_type=Transaction.Type.BET_WIN,
+            amount=win,
+            bet=bet,
+            description=f"Win of bet {bet.pk}",
+            evidence=evidence,
+        )
+    else:
+        ledger_post(
+            user=bet.user,
+            entry_type=Transaction.Type.BET_LOSS,
+            amount=-bet.amount if bet.stake_mode == DEBIT_ON_LOSS else ZERO,
+            bet=bet,
+            description=f"Loss of bet {bet.pk}",
+            evidence=evidence,
+        )
+    if bet.stake_mode == DEBIT_ON_LOSS:
+        wallet.refresh_from_db()
+        wallet.held = max(ZERO, wallet.held - bet.amount)
+        wallet.save(update_fields=["held", "updated_at"])
+    bet.status = Bet.Status.COMPLETED
+    bet.win_amount = win
+    bet.completed_at = timezone.now()
+    bet.result_in_doubt = False
+    bet.save(
+        update_fields=[
+            "status",
+            "win_amount",
+            "completed_at",
+            "result_in_doubt",
+            "updated_at",
+        ]
+    )
+    logger.info("Bet %s completed: win %s", bet.pk, win)
+    return bet
+
+
+@transaction.atomic
+def _bet_void(*, bet: Bet, reason: str, debited: bool) -> Bet:
+    """It reached the provider, or may have, but can never be settled. With
+    ``debited`` the provider's balance shows the stake was taken: post it."""
+    wallet = wallet_lock(user=bet.user)
+    bet = Bet.objects.select_for_update().get(pk=bet.pk)
+    if bet.status not in Bet.OPEN_STATUSES:
+        return bet
+    if debited:
+        ledger_post(
+            user=bet.user,
+            entry_type=Transaction.Type.BET_PLACE,
+            amount=-bet.amount,
+            bet=bet,
+            description=f"Stake of void bet {bet.pk}, taken by the provider",
+            evidence={"reason": reason},
+        )
+        wallet.refresh_from_db()
+    if bet.external_bet_id is None or bet.stake_mode == DEBIT_ON_LOSS:
+        wallet.held = max(ZERO, wallet.held - bet.amount)
+        wallet.save(update_fields=["held", "updated_at"])
+    bet.status = Bet.Status.VOID
+    bet.needs_attention = True
+    bet.status_reason = reason[:500]
+    bet.save(update_fields=["status", "needs_attention", "status_reason", "updated_at"])
+    logger.warning("Bet %s void: %s", bet.pk, reason)
+    return bet
+
+
+def _bet_update(bet: Bet, **fields) -> None:
+    for name, value in fields.items():
+        setattr(bet, name, value)
+    Bet.objects.filter(pk=bet.pk).update(**fields, updated_at=timezone.now())
+
+
+# --- results and resolution ---------------------------------------------------
+
+
+def _bet_fetch_result(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
+    """``POST /win`` right after placing. A failure leaves the bet pending (marked
+    in doubt when the call may have been processed) for the resolution rules."""
+    lease.renew()
+    try:
+        result = client.bet_result(bet.external_bet_id)
+    except ProviderOutcomeUnknown as exc:
+        _bet_update(bet, result_in_doubt=True, status_reason=_why(exc)[:500])
+        return bet
+    except ProviderError as exc:
+        _bet_update(bet, status_reason=_why(exc)[:500])
+        return bet
+    bet = _bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
+    _balance_verify(user_id=bet.user_id, client=client, lease=lease)
+    return bet
+
+
+def _resolve_open_bets(*, user: User, client: ProviderClient, lease: Lease) -> None:
+    """Before a new bet: resolve the user's open bet, or refuse the new one (its
+    balance changes could not be told apart)."""
+    for bet in Bet.objects.filter(user=user, status__in=Bet.OPEN_STATUSES):
+        bet = _resolve(bet=bet, client=client, lease=lease)
+        if bet.status in Bet.OPEN_STATUSES:
+            raise BetInProgress(
+                f"Bet {bet.pk} is still {bet.status} at the provider; a new bet "
+                "waits until it is resolved",
+                retry_after=5,
+                details={"bet": bet_as_dict(bet)},
+            )
+
+
+def _resolve(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
+    """The contract's resolution rules, under the user's lease."""
+    try:
+        if bet.status == Bet.Status.PENDING and bet.external_bet_id is None:
+            # Left by a crash between recording and placing: we hold the lease, so
+            # nobody is placing it now, and it may or may not have been sent.
+            bet = _bet_mark_unknown(
+                bet=bet, reason="Interrupted before the provider answered"
+            )
+        if bet.status == Bet.Status.UNKNOWN:
+            return _resolve_unknown(bet=bet, client=client, lease=lease)
+        if bet.status == Bet.Status.PENDING:
+            return _resolve_pending(bet=bet, client=client, lease=lease)
+    except (ProviderUnreachable, ProviderOutcomeUnknown, LeaseLost) as exc:
+        logger.info("Bet %s not resolved yet: %s", bet.pk, _why(exc))
+        bet.refresh_from_db()
+    return bet
+
+
+def _resolve_unknown(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
+    if bet.stake_mode == DEBIT_ON_LOSS:
+        # Placing moves no money in this mode, so no balance can tell; it is never
+        # sent again and no money will move for it.
+        return _bet_void(
+            bet=bet,
+            reason="Outcome of POST /bet unknown; debit_on_loss: nothing can tell",
+            debited=False,
+        )
+    provider_balance, ledger_balance = _balances(bet=bet, client=client, lease=lease)
+    if provider_balance == ledger_balance - bet.amount:
+        return _bet_void(
+            bet=bet,
+            reason="The provider balance fell by the stake: the bet was taken",
+            debited=True,
+        )
+    if provider_balance == ledger_balance:
+        return _bet_fail(
+            bet=bet, reason="The provider balance is unchanged: the bet was not taken"
+        )
+    return _flag(
+        bet,
+        f"Cannot attribute the provider balance {provider_balance} "
+        f"(ledger {ledger_balance}, stake {bet.amount})",
+    )
+
+
+def _resolve_pending(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
+    """``POST /win``; when its outcome is unknown, the balance decides (at most
+    two sends per resolution)."""
+    refused = False
+    for _ in range(2):
+        if bet.result_in_doubt or refused:
+            decided = _settle_by_balance(
+                bet=bet, client=client, lease=lease, refused=refused
+            )
+            if decided is not None:
+                return decided
+        lease.renew()
+        try:
+            result = client.bet_result(bet.external_bet_id)
+        except ProviderOutcomeUnknown:
+            _bet_update(bet, result_in_doubt=True)
+            continue
+        except ProviderRefused as exc:
+            if refused:
+                return _flag(bet, f"POST /win refused twice: {_why(exc)}")
+            refused = True
+            continue
+        bet = _bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
+        _balance_verify(user_id=bet.user_id, client=client, lease=lease)
+        return bet
+    if refused:
+        decided = _settle_by_balance(bet=bet, client=client, lease=lease, refused=True)
+        if decided is not None:
+            return decided
+    bet.refresh_from_db()
+    return bet
+
+
+def _settle_by_balance(
+    *, bet: Bet, client: ProviderClient, lease: Lease, refused: bool
+) -> Bet | None:
+    """Settle from the provider balance when it shows the result; None means
+    "not processed yet: send POST /win (again)"."""
+    provider_balance, ledger_balance = _balances(bet=bet, client=client, lease=lease)
+    delta = provider_balance - ledger_balance
+    evidence = {
+        "resolved_by": "balance",
+        "provider_balance": str(provider_balance),
+        "ledger_balance": str(ledger_balance),
+        "win_refused": refused,
+    }
+    if bet.stake_mode == DEBIT_ON_LOSS:
+        if delta == -bet.amount:
+            return _bet_complete(bet=bet, win=ZERO, evidence=evidence)
+        if delta > 0:
+            return _bet_complete(bet=bet, win=delta, evidence=evidence)
+        if delta == 0 and not refused:
+            return None
+    else:
+        if delta > 0:
+            return _bet_complete(bet=bet, win=delta, evidence=evidence)
+        if delta == 0:
+            if refused:  # already settled and nothing credited: a loss
+                return _bet_complete(bet=bet, win=ZERO, evidence=evidence)
+            return None
+    return _flag(
+        bet,
+        f"Cannot attribute the provider balance {provider_balance} "
+        f"(ledger {ledger_balance}, stake {bet.amount}, win refused: {refused})",
+    )
+
+
+def _balances(
+    *, bet: Bet, client: ProviderClient, lease: Lease
+) -> tuple[Decimal, Decimal]:
+    lease.renew()
+    provider_balance = to_money(client.balance_read().balance)
+    ledger_balance = (
+        UserBalance.objects.filter(user_id=bet.user_id)
+        .values_list("balance", flat=True)
+        .first()
+    )
+    return provider_balance, ledger_balance or ZERO
+
+
+def _flag(bet: Bet, reason: str) -> Bet:
+    """Leave the bet open for staff: the evidence does not decide it."""
+    _bet_update(bet, needs_attention=True, status_reason=reason[:500])
+    logger.warning("Bet %s needs attention: %s", bet.pk, reason)
+    return bet
+
+
+def _balance_verify(*, user_id: int, client: ProviderClient, lease: Lease) -> None:
+    """After a settlement, compare the ledger with the provider. A difference is
+    booked as an adjustment with its evidence, never silently overwritten."""
+    try:
+        lease.renew()
+        provider_balance = to_money(client.balance_read().balance)
+    except (ProviderError, LeaseLost) as exc:
+        logger.info("Balance check after settlement skipped: %s", _why(exc))
+        return
+    with transaction.atomic():
+        wallet = wallet_lock(user=User(pk=user_id))
+        open_bets = Bet.objects.filter(
+            user_id=user_id, status__in=Bet.OPEN_STATUSES
+        ).exists()
+        difference = provider_balance - wallet.balance
+        if difference and not open_bets:
+            ledger_post(
+                user=User(pk=user_id),
+                entry_type=Transaction.Type.ADJUSTMENT,
+                amount=difference,
+                description="Provider balance differs from the ledger after settlement",
+                evidence={
+                    "kind": "discrepancy",
+                    "provider_balance": str(provider_balance),
+                    "ledger_balance": str(wallet.balance),
+                },
+                external_balance=provider_balance,
+            )
+            logger.warning(
+                "Balance discrepancy for user %s: provider %s, ledger %s; adjusted",
+                user_id,
+                provider_balance,
+                wallet.balance,
+            )
+            return
+        wallet.external_balance = provider_balance
+        wallet.last_checked_at = timezone.now()
+        wallet.save(update_fields=["external_balance", "last_checked_at", "updated_at"])
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {getattr(exc, 'message', str(exc))}"
+
+
+def _with_bet(exc: ApplicationError, bet: Bet) -> ApplicationError:
+    """The provider error, with the failed bet as ``details.bet``."""
+    details = dict(exc.details) if isinstance(exc.details, dict) else {}
+    details["bet"] = bet_as_dict(bet)
+    return ApplicationError(
+        exc.message,
+        code=exc.code,
+        http_status=exc.http_status,
+        details=details,
+        headers=exc.headers,
+    )

@@ -1,0 +1,191 @@
+"""The bet lifecycle against the simulator, in both stake modes."""
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import ExternalApiAccountFactory
+from betting.models import Bet
+from betting.services import bet_place, bet_resolve
+from betting_site.api.errors import ApplicationError
+from wallet.models import Transaction, UserBalance
+from wallet.services import ledger_post
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "lifecycle-secret"
+START = Decimal("100")
+
+
+@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
+def stake_mode(request, settings, provider):
+    settings.PROVIDER_STAKE_MODE = request.param
+    provider.configure(stake_mode=request.param)
+    return request.param
+
+
+@pytest.fixture
+def player(provider, stake_mode, user):
+    provider.add_account("9001", SECRET, balance=START)
+    ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
+    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    return user
+
+
+def ledger_matches_provider(user, provider) -> None:
+    wallet = UserBalance.objects.get(user=user)
+    entries = list(Transaction.objects.filter(user=user).order_by("id"))
+    assert sum(e.amount for e in entries) == wallet.balance
+    running = Decimal("0")
+    for entry in entries:
+        assert entry.balance_before == running
+        running = entry.balance_after
+    assert wallet.balance == provider.balance_of("9001")
+
+
+@pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
+def test_full_cycle_completes_and_mirrors_the_provider(
+    player, provider, stake_mode, win_probability
+):
+    provider.configure(win_probability=win_probability)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "completed"
+    assert bet.external_bet_id
+    assert bet.win_amount == (Decimal("6") if win_probability else Decimal("0"))
+    ledger_matches_provider(player, provider)
+    wallet = UserBalance.objects.get(user=player)
+    assert wallet.held == 0
+    calls = provider.snapshot()["calls"]
+    assert calls["POST /bet"] == 1
+    assert calls["POST /win"] == 1
+
+
+def test_refusal_fails_the_bet_and_releases_the_hold(player, provider):
+    provider.add_fault("/bet", "error_before", method="POST", status=400)
+    with pytest.raises(ApplicationError) as excinfo:
+        bet_place(user=player, amount=3)
+    error = excinfo.value
+    assert error.code == "PROVIDER_ERROR"
+    assert error.details["bet"]["status"] == "failed"
+    assert error.details["status"] == 400
+    assert UserBalance.objects.get(user=player).held == 0
+    ledger_matches_provider(player, provider)
+
+
+def test_unreachable_provider_fails_the_bet_with_nothing_sent(player, settings):
+    settings.EXTERNAL_API_URL = "http://127.0.0.1:9/api"
+    with pytest.raises(ApplicationError) as excinfo:
+        bet_place(user=player, amount=3)
+    assert excinfo.value.code == "PROVIDER_UNAVAILABLE"
+    assert excinfo.value.details["bet"]["status"] == "failed"
+    assert UserBalance.objects.get(user=player).held == 0
+
+
+@pytest.mark.parametrize("fault", ["error_after", "drop_after", "delay_after"])
+def test_bet_taken_but_answer_lost_is_unknown_then_resolved(
+    player, provider, stake_mode, settings, fault
+):
+    settings.EXTERNAL_API_READ_TIMEOUT = 0.2
+    provider.add_fault("/bet", fault, method="POST", status=500, delay=0.4)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "unknown"
+    assert UserBalance.objects.get(user=player).held == Decimal("3")
+    assert provider.snapshot()["calls"]["POST /bet"] == 1  # never re-sent
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "void"
+    assert resolved.needs_attention
+    assert UserBalance.objects.get(user=player).held == 0
+    ledger_matches_provider(player, provider)
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
+
+
+@pytest.mark.parametrize("fault", ["error_before", "drop_before"])
+def test_bet_never_taken_with_unknown_outcome(player, provider, stake_mode, fault):
+    provider.add_fault("/bet", fault, method="POST", status=500)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "unknown"
+    resolved = bet_resolve(bet=bet)
+    # debit_on_place: the unchanged balance proves it was not taken; debit_on_loss:
+    # nothing can tell, so it is void with no money moved.
+    assert resolved.status == ("failed" if stake_mode == "debit_on_place" else "void")
+    assert UserBalance.objects.get(user=player).held == 0
+    ledger_matches_provider(player, provider)
+
+
+@pytest.mark.parametrize("fault", ["error_after", "drop_after", "malformed_json"])
+@pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
+def test_result_taken_but_answer_lost_is_resolved_by_balance(
+    player, provider, stake_mode, fault, win_probability
+):
+    provider.configure(win_probability=win_probability)
+    provider.add_fault("/win", fault, method="POST", status=500)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "pending"
+    assert bet.external_bet_id
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "completed", resolved.status_reason
+    assert resolved.win_amount == (Decimal("6") if win_probability else Decimal("0"))
+    ledger_matches_provider(player, provider)
+
+
+def test_result_not_processed_is_sent_again(player, provider, stake_mode):
+    provider.add_fault("/win", "error_before", method="POST", status=500)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "pending"
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "completed"
+    ledger_matches_provider(player, provider)
+
+
+def test_a_new_bet_resolves_the_open_one_first(player, provider, stake_mode):
+    provider.add_fault("/win", "error_after", method="POST", status=500)
+    first = bet_place(user=player, amount=2).bet
+    assert first.status == "pending"
+    second = bet_place(user=player, amount=3).bet
+    assert second.status == "completed"
+    first.refresh_from_db()
+    assert first.status == "completed"
+    ledger_matches_provider(player, provider)
+
+
+def test_a_new_bet_waits_while_the_open_one_cannot_be_resolved(
+    player, provider, settings
+):
+    provider.add_fault("/win", "error_after", method="POST", status=500)
+    bet_place(user=player, amount=2)
+    settings.EXTERNAL_API_URL = "http://127.0.0.1:9/api"
+    with pytest.raises(ApplicationError) as excinfo:
+        bet_place(user=player, amount=3)
+    assert excinfo.value.code == "BET_IN_PROGRESS"
+    assert Bet.objects.filter(user=player).count() == 1
+
+
+def test_interrupted_before_sending_becomes_unknown_once_the_lease_expired(
+    player, provider, stake_mode
+):
+    from betting.services import _bet_open
+
+    account = player.external_accounts.get()
+    bet = _bet_open(user=player, account=account, amount=Decimal("3"))  # then "crash"
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == ("failed" if stake_mode == "debit_on_place" else "void")
+    assert provider.snapshot()["calls"].get("POST /bet") is None
+    assert UserBalance.objects.get(user=player).held == 0
+    ledger_matches_provider(player, provider)
+
+
+def test_insufficient_available_balance_is_refused_before_sending(player, provider):
+    UserBalance.objects.filter(user=player).update(held=START - 2)
+    with pytest.raises(ApplicationError) as excinfo:
+        bet_place(user=player, amount=3)
+    assert excinfo.value.code == "INSUFFICIENT_BALANCE"
+    assert not Bet.objects.exists()
+
+
+def test_a_discrepancy_after_settlement_is_booked_as_an_adjustment(player, provider):
+    provider.set_balance("9001", START + 10)  # someone moved money at the provider
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "completed"
+    adjustment = Transaction.objects.get(user=player, type="adjustment")
+    assert adjustment.evidence["kind"] == "discrepancy"
+    ledger_matches_provider(player, provider)
