@@ -4,6 +4,7 @@ from rest_framework.views import APIView
 
 from betting import selectors, services
 from betting.exceptions import BetInProgress
+from betting.idempotency import idempotent
 from betting.models import Bet
 from betting.serializers import BetSerializer
 from betting_site.api.errors import ValidationFailed
@@ -17,8 +18,16 @@ class BetListCreateApi(APIView):
     def post(self, request):
         if not isinstance(request.data, dict) or "amount" not in request.data:
             raise ValidationFailed(details={"amount": ["This field is required."]})
-        placed = services.bet_place(user=request.user, amount=request.data["amount"])
-        return Response(BetSerializer(placed.bet).data, status=status.HTTP_201_CREATED)
+
+        def place(on_open):
+            placed = services.bet_place(
+                user=request.user, amount=request.data["amount"], on_open=on_open
+            )
+            return Response(
+                BetSerializer(placed.bet).data, status=status.HTTP_201_CREATED
+            )
+
+        return idempotent(request, endpoint="POST /api/bets", run=place)
 
     def get(self, request):
         status_filter = request.query_params.get("status")

@@ -15,6 +15,7 @@ transaction stays open across a provider call: each step commits its state first
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -56,21 +57,28 @@ class Placed:
 # --- entry points ------------------------------------------------------------------
 
 
-def bet_place(*, user: User, amount: int, settle: bool = True) -> Placed:
+def bet_place(
+    *,
+    user: User,
+    amount: int,
+    settle: bool = True,
+    on_open: Callable[[Bet], None] | None = None,
+) -> Placed:
     """Place a bet at the provider and, with ``settle``, fetch its result.
 
     Answers the bet in whatever state the provider left it (``completed``,
     ``pending`` or ``unknown``). Raises before anything is sent (validation,
     insufficient balance, no linked account, a busy or unresolvable previous bet,
     provider unreachable) and for a definite refusal, the error carrying the bet it
-    recorded as ``details.bet``.
+    recorded as ``details.bet``. ``on_open`` runs inside the transaction that
+    records the bet (the idempotency key links itself to it there).
     """
     amount = _validated_amount(amount)
     account = account_for_betting(user=user)
     with provider_lease(user_id=user.pk, operation="bet_place") as lease:
         client = ProviderClient(account=account)
         _resolve_open_bets(user=user, client=client, lease=lease)
-        bet = _bet_open(user=user, account=account, amount=amount)
+        bet = _bet_open(user=user, account=account, amount=amount, on_open=on_open)
         try:
             lease.renew()
             placed = client.bet_place(amount)
@@ -148,7 +156,13 @@ def _validated_amount(amount: Any) -> Decimal:
 
 
 @transaction.atomic
-def _bet_open(*, user: User, account: ExternalApiAccount, amount: Decimal) -> Bet:
+def _bet_open(
+    *,
+    user: User,
+    account: ExternalApiAccount,
+    amount: Decimal,
+    on_open: Callable[[Bet], None] | None = None,
+) -> Bet:
     """Record the bet and hold its stake, before anything is sent."""
     wallet = wallet_lock(user=user)
     available = wallet.balance - wallet.held
@@ -167,6 +181,8 @@ def _bet_open(*, user: User, account: ExternalApiAccount, amount: Decimal) -> Be
         raise BetInProgress("A previous bet of this user is still open") from None
     wallet.held += amount
     wallet.save(update_fields=["held", "updated_at"])
+    if on_open is not None:
+        on_open(bet)
     return bet
 
 

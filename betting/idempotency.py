@@ -1,0 +1,226 @@
+"""``Idempotency-Key`` for POST endpoints that move money.
+
+The key is claimed by inserting its row: the unique constraint on (caller, key)
+decides the race across workers and machines. The same key with the same body
+(compared as canonical JSON: ``3`` and ``3.0`` are one body) replays the first
+response; another body is 422; a key whose request is still running is 409. Only
+responses after the server acted are stored (201, and 502 with a failed bet);
+anything else frees the key for a retry. A key whose first request died with its
+process answers the bet's current state once its lease expired.
+"""
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from rest_framework.response import Response
+
+from betting.models import Bet, IdempotencyKey
+from betting.serializers import bet_as_dict
+from betting_site.api.errors import ApplicationError, ValidationFailed
+from betting_site.api.exceptions import exception_handler
+from betting_site.api.renderers import json_dumps
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+KEY_LIFETIME = timedelta(hours=24)
+# How long a running request holds its key before another may look at its bet.
+KEY_LEASE = timedelta(seconds=120)
+_VALID_KEY = re.compile(r"^[\x21-\x7e]{8,255}$")
+
+
+class KeyInUse(ApplicationError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    http_status = 409
+    message = "A request with this Idempotency-Key is still running"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+class KeyMismatch(ApplicationError):
+    code = "IDEMPOTENCY_KEY_MISMATCH"
+    http_status = 422
+    message = "This Idempotency-Key was used with another request body"
+
+
+def caller_of(request) -> str:
+    if request.auth == "admin-token":
+        return "admin-token"
+    return f"user:{request.user.pk}"
+
+
+def canonical_hash(*, endpoint: str, body: Any) -> str:
+    """SHA-256 of the body with sorted keys and numbers by value, so that ``3`` and
+    ``3.0`` hash alike while ``"3"`` does not."""
+
+    def normal(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): normal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [normal(v) for v in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int | Decimal):
+            number = Decimal(value).normalize()
+            return {"#number": format(number, "f")}
+        return value
+
+    text = json.dumps(
+        {"endpoint": endpoint, "body": normal(body)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def idempotent(
+    request,
+    *,
+    endpoint: str,
+    run: Callable[[Callable[[Bet], None] | None], HttpResponse],
+) -> HttpResponse:
+    """Run ``run`` at most once per key. ``run`` gets a callback to call with the bet
+    as soon as it is recorded (inside that transaction), or None without a key."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return run(None)
+    if not _VALID_KEY.match(key):
+        raise ValidationFailed(
+            details={HEADER: ["8 to 255 visible ASCII characters are required"]}
+        )
+    caller = caller_of(request)
+    request_hash = canonical_hash(endpoint=endpoint, body=request.data)
+    row = _claim(
+        caller=caller,
+        key=key,
+        endpoint=endpoint,
+        request_hash=request_hash,
+        user_id=request.user.pk,
+    )
+    if not row.claimed_now:
+        return _answer_existing(row.record, request)
+    record = row.record
+
+    def link_bet(bet: Bet) -> None:
+        IdempotencyKey.objects.filter(pk=record.pk).update(bet=bet)
+
+    try:
+        response = _rendered(run(link_bet))
+        acted = response.status_code == 201
+    except Exception as exc:
+        response = exception_handler(exc, {"request": request})
+        # A 502 that carries the bet it recorded: the provider refused, we acted.
+        acted = (
+            isinstance(exc, ApplicationError)
+            and exc.http_status == 502
+            and isinstance(exc.details, dict)
+            and "bet" in exc.details
+        )
+    _finish(record=record, response=response, acted=acted)
+    return response
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
+    """A DRF ``Response`` is rendered after the view returns; the stored body is
+    needed now, so render it here, the same way the JSON renderer would."""
+    if isinstance(response, Response):
+        return HttpResponse(
+            json_dumps(response.data),
+            status=response.status_code,
+            content_type="application/json",
+        )
+    return response
+
+
+class _Claim:
+    def __init__(self, record: IdempotencyKey, claimed_now: bool) -> None:
+        self.record = record
+        self.claimed_now = claimed_now
+
+
+def _claim(
+    *, caller: str, key: str, endpoint: str, request_hash: str, user_id: int | None
+) -> _Claim:
+    now = timezone.now()
+    IdempotencyKey.objects.filter(caller=caller, key=key, expires_at__lt=now).delete()
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                caller=caller,
+                user_id=user_id,
+                key=key,
+                endpoint=endpoint,
+                request_hash=request_hash,
+                locked_until=now + KEY_LEASE,
+                expires_at=now + KEY_LIFETIME,
+            )
+        return _Claim(record, True)
+    except IntegrityError:
+        pass
+    record = IdempotencyKey.objects.get(caller=caller, key=key)
+    if record.request_hash != request_hash:
+        raise KeyMismatch()
+    if record.status_code is not None:
+        return _Claim(record, False)
+    if record.locked_until and record.locked_until > now:
+        raise KeyInUse()
+    if record.bet_id is not None:
+        return _Claim(record, False)
+    # The first request died before recording anything: take the key over, once.
+    taken = IdempotencyKey.objects.filter(
+        pk=record.pk, locked_until=record.locked_until, status_code__isnull=True
+    ).update(locked_until=now + KEY_LEASE)
+    if not taken:
+        raise KeyInUse()
+    record.refresh_from_db()
+    return _Claim(record, True)
+
+
+def _answer_existing(record: IdempotencyKey, request) -> HttpResponse:
+    if record.status_code is not None:
+        response = HttpResponse(
+            record.response_body.encode("utf-8"),
+            status=record.status_code,
+            content_type="application/json",
+        )
+    else:
+        # The first request died after recording its bet: its current state.
+        bet = Bet.objects.get(pk=record.bet_id)
+        response = HttpResponse(
+            json_dumps(bet_as_dict(bet)), status=201, content_type="application/json"
+        )
+    response["Idempotent-Replayed"] = "true"
+    if response.status_code >= 400:
+        response.is_error_envelope = True
+    return response
+
+
+def _finish(*, record: IdempotencyKey, response: HttpResponse, acted: bool) -> None:
+    """Store what the server acted on; free the key otherwise (a 503's bet failed
+    with nothing sent, so a retry may place it). A key whose bet is still open
+    (the request broke mid-flight) is kept: a retry answers that bet instead of
+    placing another."""
+    if acted:
+        IdempotencyKey.objects.filter(pk=record.pk).update(
+            status_code=response.status_code,
+            response_body=response.content.decode("utf-8"),
+            completed_at=timezone.now(),
+            locked_until=None,
+        )
+    elif IdempotencyKey.objects.filter(
+        pk=record.pk, bet__status__in=Bet.OPEN_STATUSES
+    ).exists():
+        IdempotencyKey.objects.filter(pk=record.pk).update(locked_until=None)
+    else:
+        IdempotencyKey.objects.filter(pk=record.pk).delete()

@@ -1,0 +1,160 @@
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import ExternalApiAccountFactory
+from betting.idempotency import canonical_hash
+from betting.models import Bet, IdempotencyKey
+from wallet.services import ledger_post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def player(provider, user):
+    provider.add_account("9201", "idem-secret", balance=Decimal("50"))
+    ExternalApiAccountFactory(user=user, external_user_id="9201", secret="idem-secret")
+    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
+    return user
+
+
+def post(client, body, key):
+    return client.post(
+        "/api/bets",
+        data=body,
+        content_type="application/json",
+        headers={"Idempotency-Key": key},
+    )
+
+
+def test_same_key_same_body_replays_the_first_response(auth_client, player, provider):
+    first = post(auth_client, '{"amount": 3}', "key-0000001")
+    second = post(auth_client, '{"amount": 3.0}', "key-0000001")
+    assert first.status_code == second.status_code == 201
+    assert second.content == first.content
+    assert second["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert Bet.objects.count() == 1
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
+
+
+def test_same_key_other_body_is_422(auth_client, player):
+    post(auth_client, '{"amount": 3}', "key-0000002")
+    response = post(auth_client, '{"amount": 4}', "key-0000002")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_MISMATCH"
+    assert Bet.objects.count() == 1
+
+
+def test_keys_are_scoped_to_the_caller(auth_client, player, api_client, password):
+    from accounts.tests.factories import UserFactory
+
+    post(auth_client, '{"amount": 3}', "key-0000003")
+    other = UserFactory(password=password)
+    token = api_client.post(
+        "/api/auth/login",
+        {"username": other.username, "password": password},
+        format="json",
+    ).json()["token"]
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = post(api_client, '{"amount": 3}', "key-0000003")
+    assert response.json()["error"]["code"] == "ACCOUNT_NOT_LINKED"  # ran, not replayed
+
+
+def test_a_validation_error_leaves_the_key_free(auth_client, player):
+    assert post(auth_client, '{"amount": 9}', "key-0000004").status_code == 400
+    assert not IdempotencyKey.objects.exists()
+    assert post(auth_client, '{"amount": 9}', "key-0000004").status_code == 400
+
+
+def test_a_503_leaves_the_key_free_for_a_retry(auth_client, player, settings, provider):
+    url = settings.EXTERNAL_API_URL
+    settings.EXTERNAL_API_URL = "http://127.0.0.1:9/api"
+    assert post(auth_client, '{"amount": 3}', "key-0000005").status_code == 503
+    settings.EXTERNAL_API_URL = url
+    retry = post(auth_client, '{"amount": 3}', "key-0000005")
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+
+
+def test_a_502_with_a_failed_bet_is_stored_and_replayed(auth_client, player, provider):
+    provider.add_fault("/bet", "error_before", method="POST", status=400)
+    first = post(auth_client, '{"amount": 3}', "key-0000006")
+    assert first.status_code == 502
+    second = post(auth_client, '{"amount": 3}', "key-0000006")
+    assert second.status_code == 502
+    assert second.content == first.content
+    assert second["Idempotent-Replayed"] == "true"
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
+
+
+def test_a_running_request_makes_the_key_in_use(auth_client, player, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    IdempotencyKey.objects.create(
+        caller=f"user:{user.pk}",
+        user=user,
+        key="key-0000007",
+        endpoint="POST /api/bets",
+        request_hash=canonical_hash(endpoint="POST /api/bets", body={"amount": 3}),
+        locked_until=timezone.now() + timedelta(seconds=60),
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+    response = post(auth_client, '{"amount": 3}', "key-0000007")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE"
+    assert response["Retry-After"]
+
+
+def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    bet = Bet.objects.create(
+        user=user,
+        account=user.external_accounts.get(),
+        amount=Decimal("3"),
+        stake_mode="debit_on_loss",
+    )
+    IdempotencyKey.objects.create(
+        caller=f"user:{user.pk}",
+        user=user,
+        key="key-0000008",
+        endpoint="POST /api/bets",
+        request_hash=canonical_hash(endpoint="POST /api/bets", body={"amount": 3}),
+        bet=bet,
+        locked_until=timezone.now() - timedelta(seconds=1),
+        expires_at=timezone.now() + timedelta(hours=24),
+    )
+    response = post(auth_client, '{"amount": 3}', "key-0000008")
+    assert response.status_code == 201
+    assert response.json()["id"] == bet.pk
+    assert response.json()["status"] == "pending"
+    assert response["Idempotent-Replayed"] == "true"
+    assert Bet.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 256, "has space 123", "ключ-12345"])
+def test_malformed_keys_are_400(auth_client, player, key):
+    response = auth_client.post(
+        "/api/bets",
+        data='{"amount": 3}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert response.status_code == 400
+    assert not Bet.objects.exists()
+
+
+def test_canonical_hash_treats_equal_numbers_alike_and_strings_apart():
+    h = lambda body: canonical_hash(endpoint="e", body=body)  # noqa: E731
+    assert (
+        h({"amount": 3})
+        == h({"amount": Decimal("3.0")})
+        == h({"amount": Decimal("3.00")})
+    )
+    assert h({"amount": 3}) != h({"amount": "3"})
+    assert h({"a": 1, "b": 2}) == h({"b": 2, "a": 1})
