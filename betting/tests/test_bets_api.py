@@ -1,3 +1,4 @@
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -9,8 +10,15 @@ from wallet.services import ledger_post
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
+def stake_mode(request, settings, provider):
+    settings.PROVIDER_STAKE_MODE = request.param
+    provider.configure(stake_mode=request.param)
+    return request.param
+
+
 @pytest.fixture
-def player(provider, user):
+def player(provider, user, stake_mode):
     provider.add_account("9101", "api-secret", balance=Decimal("50"))
     ExternalApiAccountFactory(user=user, external_user_id="9101", secret="api-secret")
     ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
@@ -175,15 +183,25 @@ class TestBalanceAndTransactions:
         assert body["in_sync"] is False
 
     def test_transactions_are_signed_chained_and_filtered(
-        self, auth_client, player, provider
+        self, auth_client, player, provider, stake_mode
     ):
         provider.configure(win_probability=0.0)
         post_bet(auth_client, '{"amount": 3}')
         body = auth_client.get("/api/transactions").json()
         entries = body["transactions"]
         assert entries[0]["type"] == "bet_loss"
-        assert entries[0]["amount"] == -3
         assert entries[0]["balance_after"] == 47
+        if stake_mode == "debit_on_loss":
+            assert [e["amount"] for e in entries] == [-3, 50]
+        else:
+            assert [e["type"] for e in entries] == [
+                "bet_loss",
+                "bet_place",
+                "initial_balance",
+            ]
+            assert [e["amount"] for e in entries] == [0, -3, 50]
+        for newer, older in itertools.pairwise(entries):
+            assert newer["balance_before"] == older["balance_after"]
         assert entries[-1]["type"] == "initial_balance"
         only = auth_client.get("/api/transactions?type=initial_balance").json()
         assert [e["type"] for e in only["transactions"]] == ["initial_balance"]
