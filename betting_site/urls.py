@@ -14,6 +14,7 @@ api_patterns = [
     path("auth/", include("accounts.urls")),
     re_path(r"^bets/?$", BetListCreateApi.as_view(), name="bets"),
     path("bets/", include("betting.urls")),
+    path("internal/", include("provider.urls")),
     re_path(r"^balance/?$", BalanceApi.as_view(), name="balance"),
     re_path(r"^transactions/?$", TransactionListApi.as_view(), name="transactions"),
     re_path(r"^health/?$", HealthApi.as_view(), name="health"),

@@ -1,0 +1,248 @@
+"""Internal endpoints: staff calls to the provider on behalf of a linked account.
+
+Each one names the account by the provider's external user id, calls the provider
+through the same client as everything else (signed, retried by the one policy,
+written to the API log with the account's local user) and answers
+``{"success": true, "external_response": <the provider's JSON>}``. Provider errors
+are ``ApplicationError``s already and propagate: a refusal is 502 with the
+provider's status and body in ``error.details``, unreachable is 503 with
+``Retry-After``, an unknown outcome 502.
+"""
+
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import ExternalApiAccount
+from betting.idempotency import idempotent
+from betting.serializers import bet_as_dict
+from betting.services import bet_place, bet_settle_by_external_id
+from betting_site.api.errors import ApplicationError, NotFound
+from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, to_money
+from provider.client import ProviderClient
+from provider.permissions import INTERNAL_AUTHENTICATION, INTERNAL_PERMISSIONS
+from provider.services import OnboardResult, account_onboard
+from provider.types import ProviderResult
+
+_MONEY_LIMIT = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
+
+
+class MoneyField(serializers.Field):
+    """A JSON number with at most two decimal places, as an exact ``Decimal``.
+
+    The project's JSON parser gives ``int`` or ``Decimal``; strings, booleans and
+    floats are refused, never coerced.
+    """
+
+    default_error_messages = {
+        "invalid": "A JSON number is required.",
+        "max_places": "Ensure that there are no more than 2 decimal places.",
+        "too_large": "Ensure this value is less than {limit}.",
+        "not_positive": "Ensure this value is greater than 0.",
+        "negative": "Ensure this value is greater than or equal to 0.",
+    }
+
+    def __init__(self, *, allow_zero: bool = False, **kwargs: Any) -> None:
+        self.allow_zero = allow_zero
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, int | Decimal):
+            self.fail("invalid")
+        if isinstance(data, Decimal) and not data.is_finite():
+            self.fail("invalid")
+        if abs(data) >= _MONEY_LIMIT:  # checked first: quantizing it would overflow
+            self.fail("too_large", limit=_MONEY_LIMIT)
+        try:
+            amount = to_money(data)
+        except ValueError:
+            self.fail("max_places")
+        if amount < 0 or (amount == 0 and not self.allow_zero):
+            self.fail("negative" if self.allow_zero else "not_positive")
+        return amount
+
+    def to_representation(self, value: Decimal) -> Decimal:
+        return value
+
+
+class UserIdSerializer(serializers.Serializer):
+    user_id = serializers.CharField(max_length=64)
+
+
+def _linked_account(external_user_id: str) -> ExternalApiAccount:
+    """The active account linked to this provider user id, or 404 NOT_FOUND."""
+    account = (
+        ExternalApiAccount.objects.select_related("user")
+        .filter(external_user_id=external_user_id, is_active=True)
+        .first()
+    )
+    if account is None:
+        raise NotFound("No active provider account is linked to this user_id")
+    return account
+
+
+def _answer(external_response: Any, **extra: Any) -> Response:
+    return Response({"success": True, "external_response": external_response, **extra})
+
+
+def _provider_answer(result: ProviderResult) -> Response:
+    return _answer(result.raw_dict())
+
+
+class InternalApi(APIView):
+    """Base of the internal endpoints: the admin token or a staff JWT."""
+
+    authentication_classes = INTERNAL_AUTHENTICATION
+    permission_classes = INTERNAL_PERMISSIONS
+
+
+class ProviderAuthApi(InternalApi):
+    """``POST /auth`` at the provider for the account."""
+
+    def post(self, request: Request) -> Response:
+        data = UserIdSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+        return _provider_answer(ProviderClient(account=account).auth())
+
+
+class ProviderBetApi(InternalApi):
+    """``GET``: the provider's recommended stake (``?user_id=``). ``POST``
+    ``{"user_id", "bet"}``: place a bet for the account through the bet lifecycle
+    (a bet row, the stake hold, the ledger rules), without fetching its result;
+    ``POST /api/internal/win`` settles it. Accepts ``Idempotency-Key``."""
+
+    class InputSerializer(UserIdSerializer):
+        bet = serializers.JSONField()
+
+    def get(self, request: Request) -> Response:
+        data = UserIdSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+        return _provider_answer(ProviderClient(account=account).bet_recommend())
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+
+        def place(on_open):
+            placed = bet_place(
+                user=account.user,
+                amount=data.validated_data["bet"],
+                settle=False,
+                on_open=on_open,
+            )
+            if placed.provider_response is None:
+                raise ApplicationError(
+                    "The provider did not confirm the bet; it is recorded as unknown",
+                    code="PROVIDER_ERROR",
+                    http_status=502,
+                    details={"bet": bet_as_dict(placed.bet)},
+                )
+            return Response(
+                {
+                    "success": True,
+                    "external_response": placed.provider_response,
+                    "bet": bet_as_dict(placed.bet),
+                },
+                status=201,
+            )
+
+        return idempotent(request, endpoint="POST /api/internal/bet", run=place)
+
+
+class ProviderWinApi(InternalApi):
+    """``POST /win`` for a bet placed through this server, booked by the same
+    settlement rules (exactly once). A bet already final is answered from the
+    ledger with a ``note``, without calling the provider again. Accepts
+    ``Idempotency-Key``."""
+
+    class InputSerializer(UserIdSerializer):
+        bet_id = serializers.CharField(max_length=64)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+
+        def settle(on_open):
+            bet, provider_response = bet_settle_by_external_id(
+                account=account, external_bet_id=data.validated_data["bet_id"]
+            )
+            extra = {"bet": bet_as_dict(bet)}
+            if provider_response is None:
+                extra["note"] = (
+                    f"The bet is already {bet.status}; the provider was not called"
+                )
+                provider_response = {"win": bet.win_amount}
+            return Response(
+                {"success": True, "external_response": provider_response, **extra},
+                status=201,
+            )
+
+        return idempotent(request, endpoint="POST /api/internal/win", run=settle)
+
+
+class ProviderBalanceApi(InternalApi):
+    """Read the provider balance, or set the initial balance once.
+
+    Without ``balance``: ``POST /balance`` (read); ``external_response`` is the
+    provider's answer.
+
+    With ``balance``: ``account_onboard``, so that the ledger records the initial
+    balance exactly once, as for every other way of funding an account. The
+    answer's ``external_response`` is ``{"balance": X}``, X being what the ledger
+    recorded, which is the balance the provider answered or holds (onboarding keeps
+    only that figure of the provider's answer). When the provider did not take the
+    balance from this call, a top-level ``note`` says why and the requested
+    amount was not applied: either it was already set at the provider (the
+    balance found there was recorded) or the ledger already held an initial
+    balance (nothing was sent to the provider's ``/balance``).
+    """
+
+    class InputSerializer(UserIdSerializer):
+        balance = MoneyField(required=False)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+        if "balance" not in data.validated_data:
+            return _provider_answer(ProviderClient(account=account).balance_read())
+        result = account_onboard(
+            account=account, initial_balance=data.validated_data["balance"]
+        )
+        return _answer({"balance": result.initial_balance}, **_balance_note(result))
+
+
+def _balance_note(result: OnboardResult) -> dict[str, str]:
+    if result.already_recorded:
+        return {
+            "note": "The initial balance was already recorded; nothing was set at "
+            "the provider"
+        }
+    if not result.balance_was_set_here:
+        return {
+            "note": "The balance was already set at the provider; the ledger "
+            "recorded the balance found there"
+        }
+    return {}
+
+
+class ProviderBalanceCheckApi(InternalApi):
+    """``POST /check-balance`` at the provider with ``expected_balance``."""
+
+    class InputSerializer(UserIdSerializer):
+        expected_balance = MoneyField(allow_zero=True)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = _linked_account(data.validated_data["user_id"])
+        expected = data.validated_data["expected_balance"]
+        return _provider_answer(ProviderClient(account=account).balance_check(expected))
