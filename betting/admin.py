@@ -1,7 +1,76 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from betting.models import Bet, IdempotencyKey
-from betting_site.admin import ReadOnlyModelAdmin, pretty_json
+from betting.staff import (
+    REASON_MAX_LENGTH,
+    VOID_PERMISSION,
+    bet_void_by_staff,
+    bets_resolve_by_staff,
+    staff_can,
+)
+from betting_site.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin, pretty_json
+from betting_site.api.errors import ApplicationError
+from wallet.models import Transaction
+
+
+class BetVoidForm(forms.Form):
+    """What staff must state to void a bet by hand."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why the bet is voided (what you checked at the provider). "
+        "Stored on the bet with your username.",
+    )
+    provider_debited = forms.BooleanField(
+        required=False,
+        label="The provider took the stake",
+        help_text="Tick only if the provider's records show the stake was debited: "
+        "the stake is then booked as a bet_place entry (unless it already is).",
+    )
+
+
+def form_add_service_error(form: forms.Form, exc: ApplicationError) -> None:
+    """Show a service's refusal on the form: details on their fields when the form
+    has them, otherwise the message (and the other details) above the form."""
+    mapped = False
+    if isinstance(exc.details, dict):
+        for name, problems in exc.details.items():
+            problems = problems if isinstance(problems, list) else [problems]
+            if name in form.fields:
+                form.add_error(name, [str(p) for p in problems])
+                mapped = True
+            else:
+                form.add_error(None, [f"{name}: {p}" for p in problems])
+    if not mapped:
+        form.add_error(None, exc.message)
+
+
+class BetTransactionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Transaction
+    fk_name = "bet"
+    fields = (
+        "type",
+        "amount",
+        "balance_before",
+        "balance_after",
+        "description",
+        "created_by",
+        "created_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("id",)
+    verbose_name_plural = "Ledger entries of this bet"
 
 
 @admin.register(Bet)
@@ -14,10 +83,11 @@ class BetAdmin(ReadOnlyModelAdmin):
         "win_amount",
         "external_bet_id",
         "needs_attention",
+        "result_in_doubt",
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "needs_attention", "stake_mode")
+    list_filter = ("status", "needs_attention", "result_in_doubt", "stake_mode")
     list_select_related = ("user",)
     search_fields = ("user__username", "external_bet_id")
     date_hierarchy = "created_at"
@@ -31,10 +101,132 @@ class BetAdmin(ReadOnlyModelAdmin):
         "stake_mode",
         "status_reason",
         "needs_attention",
+        "result_in_doubt",
         "created_at",
         "updated_at",
         "completed_at",
     )
+    inlines = (BetTransactionInline,)
+    actions = ("resolve_with_provider", "void_selected")
+
+    def has_staff_repair_permission(self, request: HttpRequest) -> bool:
+        """Who may run the repair actions (the change form itself stays
+        read-only: history is never edited)."""
+        return staff_can(request.user, VOID_PERMISSION)
+
+    @admin.action(
+        description="Resolve selected open bets with the provider",
+        permissions=("staff_repair",),
+    )
+    def resolve_with_provider(self, request: HttpRequest, queryset) -> None:
+        if not self.has_staff_repair_permission(request):
+            self.message_user(request, "You may not resolve bets.", messages.ERROR)
+            return
+        summary = bets_resolve_by_staff(
+            bets=queryset.select_related("account").order_by("id"),
+            actor=request.user,
+        )
+        for bet in summary.resolved:
+            if bet.status not in Bet.OPEN_STATUSES:
+                self.log_change(request, bet, f"Resolved with the provider: {bet}")
+        level = messages.WARNING if summary.busy or summary.errors else messages.INFO
+        self.message_user(request, summary.as_text(), level)
+
+    @admin.action(description="Void selected bet…", permissions=("staff_repair",))
+    def void_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if not self.has_staff_repair_permission(request):
+            self.message_user(request, "You may not void bets.", messages.ERROR)
+            return None
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one bet to void.", messages.WARNING
+            )
+            return None
+        return HttpResponseRedirect(
+            reverse("admin:betting_bet_void", args=[queryset.get().pk])
+        )
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<path:object_id>/void/",
+                self.admin_site.admin_view(self.void_view),
+                name="betting_bet_void",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        bet = self.get_object(request, unquote(object_id))
+        if (
+            bet is not None
+            and bet.status in Bet.OPEN_STATUSES
+            and self.has_staff_repair_permission(request)
+        ):
+            extra_context["void_url"] = reverse("admin:betting_bet_void", args=[bet.pk])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def void_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirmation page: a reason is required, then ``bet_void_by_staff``."""
+        if not self.has_staff_repair_permission(request):
+            raise PermissionDenied
+        bet = self.get_object(request, unquote(object_id))
+        if bet is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        change_url = reverse("admin:betting_bet_change", args=[bet.pk])
+        if request.method == "POST":
+            form = BetVoidForm(request.POST)
+            if form.is_valid():
+                try:
+                    bet = bet_void_by_staff(
+                        bet=bet,
+                        actor=request.user,
+                        reason=form.cleaned_data["reason"],
+                        provider_debited=form.cleaned_data["provider_debited"],
+                    )
+                except ApplicationError as exc:
+                    form_add_service_error(form, exc)
+                else:
+                    self.log_change(request, bet, f"Voided: {bet.status_reason}")
+                    self.message_user(
+                        request,
+                        f"Bet {bet.pk} is void. {bet.status_reason}",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(change_url)
+        elif bet.status not in Bet.OPEN_STATUSES:
+            self.message_user(
+                request,
+                f"Bet {bet.pk} is {bet.status}: only a pending or unknown bet can be "
+                "voided.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        else:
+            form = BetVoidForm()
+        adminform = helpers.AdminForm(
+            form, [(None, {"fields": ["reason", "provider_debited"]})], {}
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Void bet {bet.pk}",
+            "subtitle": None,
+            "opts": self.opts,
+            "object": bet,
+            "adminform": adminform,
+            "errors": form.errors,
+            "media": self.media + adminform.media,
+            "action_label": "Void",
+            "submit_label": "Void this bet",
+            "releases_hold": bet.external_bet_id is None
+            or bet.stake_mode == Bet.StakeMode.DEBIT_ON_LOSS,
+            "entries": Transaction.objects.filter(bet=bet).order_by("id"),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/betting/bet/void_confirmation.html", context
+        )
 
 
 @admin.register(IdempotencyKey)

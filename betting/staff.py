@@ -1,0 +1,306 @@
+"""Staff repairs from the back office: each records who acted and why.
+
+They run under the user's provider lease, like every operation that may change
+what the ledger says about the provider, so they never race a bet being placed or
+resolved: the balance-based resolution rules stay sound.
+"""
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+
+from accounts.models import User
+from betting.exceptions import BetInProgress
+from betting.lease import provider_lease
+from betting.models import Bet
+from betting.services import bet_resolve
+from betting_site.api.errors import ApplicationError, Forbidden, ValidationFailed
+from betting_site.money import ZERO, to_money
+from wallet.models import Transaction
+from wallet.services import ledger_post, wallet_lock
+
+logger = logging.getLogger(__name__)
+
+REASON_MAX_LENGTH = 250  # with the username and notes it fits status_reason
+STAFF_LEASE_WAIT = 2.0
+RESOLVE_LEASE_WAIT = 0.5
+VOID_PERMISSION = "betting.change_bet"
+ADJUST_PERMISSION = "wallet.change_userbalance"
+
+
+@dataclass
+class ResolveSummary:
+    """What a bulk resolution did: the open bets it tried (as they are now) and
+    their statuses, the bets whose user was busy, the errors, and the final bets
+    left alone."""
+
+    resolved: list[Bet] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    busy: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    skipped: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return sum(self.statuses.values())
+
+    def as_text(self) -> str:
+        parts = [
+            "Resolved {} open bet(s){}".format(
+                self.attempted,
+                ": " + ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+                if self.statuses
+                else "",
+            )
+        ]
+        if self.busy:
+            parts.append(
+                "busy, retry shortly: "
+                + ", ".join(f"bet {pk}" for pk in sorted(self.busy))
+            )
+        if self.errors:
+            parts.append(
+                "errors: "
+                + "; ".join(f"bet {pk}: {m}" for pk, m in sorted(self.errors.items()))
+            )
+        if self.skipped:
+            parts.append(f"{self.skipped} final bet(s) left unchanged")
+        return "; ".join(parts) + "."
+
+
+def bet_void_by_staff(
+    *, bet: Bet, actor: User, reason: str, provider_debited: bool
+) -> Bet:
+    """Void an open bet the resolution rules cannot decide (staff's last resort).
+
+    The stake hold is released as ``_bet_void`` would; with ``provider_debited``
+    (staff saw at the provider that the stake was taken) the stake is booked as a
+    ``bet_place`` entry, unless the bet already has one.
+    """
+    _require_staff(actor, VOID_PERMISSION)
+    reason = _validated_reason(reason)
+    with provider_lease(
+        user_id=bet.user_id, operation="staff_void", wait=STAFF_LEASE_WAIT
+    ):
+        return _bet_void_locked(
+            bet_id=bet.pk,
+            actor=actor,
+            reason=reason,
+            provider_debited=provider_debited,
+        )
+
+
+@transaction.atomic
+def _bet_void_locked(
+    *, bet_id: int, actor: User, reason: str, provider_debited: bool
+) -> Bet:
+    bet = Bet.objects.select_related("user").get(pk=bet_id)
+    wallet = wallet_lock(user=bet.user)
+    bet = Bet.objects.select_for_update().get(pk=bet_id)
+    if bet.status not in Bet.OPEN_STATUSES:
+        raise ValidationFailed(
+            f"Bet {bet.pk} is {bet.status}: only a pending or unknown bet can be "
+            "voided",
+            details={"bet": [f"Bet {bet.pk} is already {bet.status}"]},
+        )
+    previous = f"was {bet.status}" + (
+        f": {bet.status_reason}" if bet.status_reason else ""
+    )
+    notes = []
+    if provider_debited:
+        if Transaction.objects.filter(
+            bet=bet, type=Transaction.Type.BET_PLACE
+        ).exists():
+            notes.append("stake already booked")
+        else:
+            if wallet.balance < bet.amount:
+                problem = (
+                    f"The balance {wallet.balance} cannot cover the stake {bet.amount}"
+                )
+                raise ValidationFailed(problem, details={"provider_debited": [problem]})
+            ledger_post(
+                user=bet.user,
+                entry_type=Transaction.Type.BET_PLACE,
+                amount=-bet.amount,
+                bet=bet,
+                description=f"Stake of bet {bet.pk}, voided by staff",
+                evidence={
+                    "kind": "manual",
+                    "reason": reason,
+                    "by": actor.username,
+                    "provider_debited": True,
+                },
+                actor=actor,
+            )
+            wallet.refresh_from_db()
+            notes.append("stake taken by the provider, booked")
+    if bet.external_bet_id is None or bet.stake_mode == Bet.StakeMode.DEBIT_ON_LOSS:
+        wallet.held = max(ZERO, wallet.held - bet.amount)
+        wallet.save(update_fields=["held", "updated_at"])
+    note = f" ({'; '.join(notes)})" if notes else ""
+    bet.status = Bet.Status.VOID
+    bet.needs_attention = True
+    bet.status_reason = (
+        f"Voided by staff {actor.username}: {reason}{note} [{previous}]"
+    )[:500]
+    bet.save(update_fields=["status", "needs_attention", "status_reason", "updated_at"])
+    logger.warning(
+        "Bet %s voided by staff %s (provider debited: %s): %s",
+        bet.pk,
+        actor.username,
+        provider_debited,
+        reason,
+    )
+    return bet
+
+
+def adjustment_post(
+    *, user: User, amount: Decimal, actor: User, reason: str
+) -> Transaction:
+    """Post a manual, signed ``adjustment`` to the user's ledger.
+
+    Refused while the user has an open bet (the resolution rules attribute every
+    balance difference to that bet) and when it would leave the balance negative
+    or below the stakes held.
+    """
+    _require_staff(actor, ADJUST_PERMISSION)
+    reason = _validated_reason(reason)
+    amount = _validated_adjustment(amount)
+    with provider_lease(
+        user_id=user.pk, operation="staff_adjustment", wait=STAFF_LEASE_WAIT
+    ):
+        return _adjustment_post_locked(
+            user=user, amount=amount, actor=actor, reason=reason
+        )
+
+
+@transaction.atomic
+def _adjustment_post_locked(
+    *, user: User, amount: Decimal, actor: User, reason: str
+) -> Transaction:
+    wallet = wallet_lock(user=user)
+    open_bet = (
+        Bet.objects.filter(user=user, status__in=Bet.OPEN_STATUSES)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if open_bet is not None:
+        raise ValidationFailed(
+            f"Bet {open_bet} of this user is still open: resolve or void it first",
+            details={"user": [f"Bet {open_bet} is still open"]},
+        )
+    new_balance = wallet.balance + amount
+    if new_balance < 0:
+        raise ValidationFailed(
+            f"The balance would become {new_balance}: it cannot be negative",
+            details={
+                "amount": [
+                    f"The balance {wallet.balance} cannot go below 0 "
+                    f"(it would be {new_balance})"
+                ]
+            },
+        )
+    if new_balance < wallet.held:
+        raise ValidationFailed(
+            f"The balance would become {new_balance}, below the held stakes "
+            f"{wallet.held}",
+            details={
+                "amount": [
+                    f"The balance cannot go below the held stakes {wallet.held} "
+                    f"(it would be {new_balance})"
+                ]
+            },
+        )
+    entry = ledger_post(
+        user=user,
+        entry_type=Transaction.Type.ADJUSTMENT,
+        amount=amount,
+        description=f"Manual adjustment by {actor.username}: {reason}",
+        evidence={"kind": "manual", "reason": reason, "by": actor.username},
+        actor=actor,
+    )
+    logger.warning(
+        "Manual adjustment %s for user %s by staff %s: %s",
+        amount,
+        user.pk,
+        actor.username,
+        reason,
+    )
+    return entry
+
+
+def bets_resolve_by_staff(
+    *, bets: Iterable[Bet], actor: User, wait: float = RESOLVE_LEASE_WAIT
+) -> ResolveSummary:
+    """Apply the resolution rules to each open bet; final bets are left alone and
+    a bet whose user is busy is reported, not waited for."""
+    _require_staff(actor, VOID_PERMISSION)
+    summary = ResolveSummary()
+    for bet in bets:
+        if bet.status not in Bet.OPEN_STATUSES:
+            summary.skipped += 1
+            continue
+        try:
+            bet = bet_resolve(bet=bet, wait=wait)
+        except BetInProgress:
+            summary.busy.append(bet.pk)
+            continue
+        except ApplicationError as exc:
+            summary.errors[bet.pk] = f"{exc.code}: {exc.message}"
+            continue
+        summary.resolved.append(bet)
+        summary.statuses[bet.status] += 1
+    logger.info("Staff %s resolved bets: %s", actor.username, summary.as_text())
+    return summary
+
+
+# --- checks ----------------------------------------------------------------------
+
+
+def staff_can(actor: User, permission: str) -> bool:
+    """Whether ``actor`` is active staff holding ``permission`` (the admin's
+    read-only ``has_change_permission`` does not decide who may repair)."""
+    return bool(
+        actor.is_authenticated
+        and actor.is_active
+        and actor.is_staff
+        and actor.has_perm(permission)
+    )
+
+
+def _require_staff(actor: User, permission: str) -> None:
+    if not staff_can(actor, permission):
+        raise Forbidden(f"Staff permission {permission} is required")
+
+
+def _validated_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            "A reason is required", details={"reason": ["A reason is required"]}
+        )
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationFailed(
+            details={
+                "reason": [f"At most {REASON_MAX_LENGTH} characters, please"],
+            }
+        )
+    return reason
+
+
+def _validated_adjustment(amount: Decimal) -> Decimal:
+    if isinstance(amount, bool | float):
+        raise ValidationFailed(details={"amount": ["An exact decimal is required"]})
+    try:
+        amount = to_money(amount)
+    except ValueError:
+        raise ValidationFailed(
+            details={"amount": ["An amount with at most two decimal places"]}
+        ) from None
+    if amount == 0:
+        raise ValidationFailed(details={"amount": ["The amount cannot be zero"]})
+    return amount
