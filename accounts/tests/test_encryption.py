@@ -61,3 +61,20 @@ def test_a_removed_key_fails_loudly_without_echoing_anything(settings):
         ExternalApiAccount.objects.get(pk=account.pk)
     assert SECRET not in str(excinfo.value)
     assert "rotate_secrets" in str(excinfo.value)
+
+
+def test_rotate_secrets_reencrypts_every_row_with_the_first_key(settings):
+    import io
+
+    from django.core.management import call_command
+
+    accounts = [ExternalApiAccountFactory(secret=f"{SECRET}-{i}") for i in range(3)]
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    out = io.StringIO()
+    call_command("rotate_secrets", "--batch-size", "2", stdout=out)
+    assert "3 secrets re-encrypted" in out.getvalue()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key can now be dropped
+    for i, account in enumerate(accounts):
+        assert ExternalApiAccount.objects.get(pk=account.pk).secret == f"{SECRET}-{i}"
