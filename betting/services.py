@@ -37,7 +37,6 @@ from provider.exceptions import (
     ProviderError,
     ProviderOutcomeUnknown,
     ProviderRefused,
-    ProviderUnreachable,
 )
 from wallet.models import Transaction, UserBalance
 from wallet.services import ledger_post, wallet_lock
@@ -377,9 +376,12 @@ def _resolve(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
             return _resolve_unknown(bet=bet, client=client, lease=lease)
         if bet.status == Bet.Status.PENDING:
             return _resolve_pending(bet=bet, client=client, lease=lease)
-    except (ProviderUnreachable, ProviderOutcomeUnknown, LeaseLost) as exc:
+    except (ProviderError, LeaseLost) as exc:
+        # Unreachable, unknown, or a refused read: the bet stays open, saying why.
         logger.info("Bet %s not resolved yet: %s", bet.pk, _why(exc))
         bet.refresh_from_db()
+        if bet.status in Bet.OPEN_STATUSES:
+            _bet_update(bet, status_reason=f"Not resolved yet: {_why(exc)}"[:500])
     return bet
 
 

@@ -189,3 +189,19 @@ def test_a_discrepancy_after_settlement_is_booked_as_an_adjustment(player, provi
     adjustment = Transaction.objects.get(user=player, type="adjustment")
     assert adjustment.evidence["kind"] == "discrepancy"
     ledger_matches_provider(player, provider)
+
+
+def test_a_refused_balance_read_leaves_the_bet_open_with_the_reason(
+    player, provider, settings
+):
+    settings.PROVIDER_STAKE_MODE = "debit_on_place"
+    provider.configure(stake_mode="debit_on_place")
+    provider.add_fault("/bet", "error_after", method="POST", status=500)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "unknown"
+    provider.add_fault("/balance", "error_before", method="POST", status=403, times=5)
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "unknown"
+    assert "Not resolved yet" in resolved.status_reason
+    provider.clear_faults()
+    assert bet_resolve(bet=resolved).status == "void"
