@@ -1,0 +1,210 @@
+import argparse
+import logging
+from collections import Counter
+
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    DjangoHelpFormatter,
+)
+
+from accounts.models import User
+from betting.exceptions import BetInProgress
+from betting.lease import LeaseLost
+from betting.models import Bet
+from betting.services import bet_resolve
+from betting_site.api.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 50
+
+NO_ANSWER = (
+    "the provider gave no conclusive answer (unreachable, timed out or 5xx); "
+    "the next run tries again"
+)
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Django's option order, with the description's line breaks kept."""
+
+
+class Command(BaseCommand):
+    help = """\
+Bring every open bet (pending or unknown), oldest first, to a final state by the
+contract's resolution rules, each under its user's provider lease.
+
+  pending, with a provider bet id: POST /win. When that call's outcome is unknown
+      the provider balance decides: won, lost, or not processed (sent again).
+  pending, without a provider bet id (a placement interrupted by a crash): once
+      its lease has expired it is treated as unknown.
+  unknown (POST /bet may have reached the provider): never sent again.
+      debit_on_place: the balance fell by the stake -> void, with its bet_place
+      entry; unchanged -> failed.  debit_on_loss: nothing can tell -> void, with
+      no money moved.  Void bets are flagged for staff.
+
+What it cannot know: whether a debit_on_loss bet of unknown outcome exists at the
+provider, or what it would have paid; and which bet a balance change belongs to
+when something else moved the provider balance - such bets stay open, flagged
+"needs attention", for staff. While the provider is down nothing can be decided.
+
+A bet whose user is busy (lease held) is skipped; a provider error is reported for
+that bet and the run goes on. Exit status: 0 when no bet is left open, 1 when some
+remain open (listed with the reason), 2 on a usage error.
+"""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="Only this user's open bets."
+        )
+        parser.add_argument(
+            "--limit",
+            type=int,
+            metavar="N",
+            help="Examine at most N bets, the oldest first; the rest stay open "
+            "for the next run.",
+        )
+        parser.add_argument(
+            "--wait",
+            type=float,
+            metavar="SECONDS",
+            help="How long to wait for a busy user's provider lease before "
+            "skipping the bet (default BET_LOCK_WAIT).",
+        )
+
+    def handle(
+        self,
+        *args,
+        user: str | None = None,
+        limit: int | None = None,
+        wait: float | None = None,
+        **options,
+    ):
+        if limit is not None and limit < 1:
+            raise CommandError("--limit must be at least 1", returncode=2)
+        if wait is not None and wait < 0:
+            raise CommandError("--wait must not be negative", returncode=2)
+        bets = Bet.objects.filter(status__in=Bet.OPEN_STATUSES).order_by(
+            "created_at", "id"
+        )
+        if user is not None:
+            owner = User.objects.filter(username=user).first()
+            if owner is None:
+                raise CommandError(f"No user named {user!r}", returncode=2)
+            bets = bets.filter(user=owner)
+        total_open = bets.count()
+        ids = list(bets.values_list("id", flat=True)[:limit])
+        self.stdout.write(
+            f"{total_open} open bets; examining {len(ids)}, oldest first."
+        )
+
+        tally: Counter[str] = Counter()
+        still_open: list[tuple[Bet, str]] = []
+        void_ids: list[int] = []
+        for done, bet_id in enumerate(ids, start=1):
+            bet, reason, kind = self._settle_one(bet_id, wait)
+            tally[kind] += 1
+            if bet is not None and bet.status in Bet.OPEN_STATUSES:
+                still_open.append((bet, reason))
+            elif bet is not None:
+                tally[bet.status] += 1
+                if bet.status == Bet.Status.VOID:
+                    void_ids.append(bet.pk)
+            if done % PROGRESS_EVERY == 0 and done < len(ids):
+                self.stdout.write(f"... {done}/{len(ids)} bets examined")
+
+        self._summary(ids, tally, still_open, void_ids)
+        not_examined = total_open - len(ids)
+        problems = []
+        if still_open:
+            attention = sum(1 for bet, _ in still_open if bet.needs_attention)
+            problems.append(
+                f"{len(still_open)} examined bets are still open "
+                f"({tally['busy']} busy, {tally['error']} provider or other errors, "
+                f"{attention} need staff attention)"
+            )
+        if not_examined > 0:
+            problems.append(f"{not_examined} open bets were not examined (--limit)")
+        if problems:
+            raise CommandError("; ".join(problems), returncode=1)
+        self.stdout.write(self.style.SUCCESS("No open bets left."))
+
+    def _settle_one(
+        self, bet_id: int, wait: float | None
+    ) -> tuple[Bet | None, str, str]:
+        """Resolve one bet: the bet (None when it was settled meanwhile), why it is
+        still open, and how the attempt went (resolved, busy, error)."""
+        bet = Bet.objects.select_related("user", "account").filter(pk=bet_id).first()
+        if bet is None or bet.status not in Bet.OPEN_STATUSES:
+            return None, "", "already_final"
+        label = f"bet {bet.pk} of {bet.user.username} ({bet.status}, {bet.amount})"
+        try:
+            bet = bet_resolve(bet=bet, wait=wait)
+        except BetInProgress:
+            reason = "busy: another operation of this user holds the provider lease"
+            self.stdout.write(self.style.WARNING(f"{label}: skipped, {reason}"))
+            return _reread(bet), reason, "busy"
+        except (ApplicationError, LeaseLost) as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            reason = f"error {code}: {getattr(exc, 'message', str(exc))}"
+            self.stdout.write(self.style.ERROR(f"{label}: {reason}"))
+            return _reread(bet), reason, "error"
+        except Exception as exc:  # one bad bet never stops the run
+            logger.exception("settle_pending: bet %s could not be resolved", bet.pk)
+            reason = f"unexpected error {type(exc).__name__}: {exc}"
+            self.stdout.write(self.style.ERROR(f"{label}: {reason}"))
+            return _reread(bet), reason, "error"
+        if bet.status == Bet.Status.COMPLETED:
+            self.stdout.write(f"{label}: completed, win {bet.win_amount}")
+            return bet, "", "resolved"
+        if bet.status in (Bet.Status.FAILED, Bet.Status.VOID):
+            flag = " (flagged for staff)" if bet.needs_attention else ""
+            self.stdout.write(f"{label}: {bet.status}{flag}: {bet.status_reason}")
+            return bet, "", "resolved"
+        if bet.needs_attention:
+            reason = f"needs attention: {bet.status_reason}"
+        else:
+            reason = NO_ANSWER
+            if bet.status_reason:
+                reason += f" (last: {bet.status_reason})"
+        self.stdout.write(self.style.WARNING(f"{label}: still {bet.status}, {reason}"))
+        return bet, reason, "unresolved"
+
+    def _summary(
+        self,
+        ids: list[int],
+        tally: Counter,
+        still_open: list[tuple[Bet, str]],
+        void_ids: list[int],
+    ) -> None:
+        self.stdout.write(
+            f"Examined {len(ids)} bets: {tally['completed']} completed, "
+            f"{tally['failed']} failed, {tally['void']} void, "
+            f"{len(still_open)} still open, "
+            f"{tally['already_final']} already settled elsewhere."
+        )
+        if void_ids:
+            self.stdout.write(
+                "Void bets, flagged for staff: " + ", ".join(map(str, void_ids))
+            )
+        if still_open:
+            self.stdout.write("Still open:")
+            for bet, reason in still_open:
+                flag = " [needs attention]" if bet.needs_attention else ""
+                self.stdout.write(
+                    f"  bet {bet.pk} of {bet.user.username} ({bet.status}){flag}: "
+                    f"{reason}"
+                )
+
+
+def _reread(bet: Bet) -> Bet:
+    """The bet as stored now; the report matters more than a fresh status."""
+    try:
+        bet.refresh_from_db()
+    except Exception:
+        logger.exception("settle_pending: bet %s could not be re-read", bet.pk)
+    return bet
