@@ -205,3 +205,115 @@ def test_a_refused_balance_read_leaves_the_bet_open_with_the_reason(
     assert "Not resolved yet" in resolved.status_reason
     provider.clear_faults()
     assert bet_resolve(bet=resolved).status == "void"
+
+
+class Crash(BaseException):
+    """A process dying mid-step: not an Exception, so nothing on the way catches it."""
+
+
+@pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
+@pytest.mark.parametrize("fault", ["delay_before", "delay_after"])
+def test_result_timing_out_before_or_after_it_took_effect(
+    player, provider, stake_mode, settings, fault, win_probability
+):
+    import time
+
+    settings.EXTERNAL_API_READ_TIMEOUT = 0.2
+    provider.configure(win_probability=win_probability)
+    provider.add_fault("/win", fault, method="POST", delay=0.4)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "pending"
+    time.sleep(0.5)  # the provider finishes what it was doing
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "completed", resolved.status_reason
+    assert resolved.win_amount == (Decimal("6") if win_probability else Decimal("0"))
+    ledger_matches_provider(player, provider)
+
+
+def test_placement_timing_out_before_the_provider_took_it(
+    player, provider, stake_mode, settings
+):
+    import time
+
+    settings.EXTERNAL_API_READ_TIMEOUT = 0.2
+    provider.add_fault("/bet", "delay_before", method="POST", delay=0.4)
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "unknown"
+    time.sleep(0.5)  # the provider takes it after all
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "void"
+    ledger_matches_provider(player, provider)
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
+
+
+def test_killed_after_the_provider_took_the_bet_before_recording_its_id(
+    player, provider, stake_mode, monkeypatch
+):
+    from betting import services
+
+    def die(**kwargs):
+        raise Crash
+
+    monkeypatch.setattr(services, "_bet_record_placed", die)
+    with pytest.raises(Crash):
+        bet_place(user=player, amount=3)
+    monkeypatch.undo()
+    from betting.models import ProviderLease
+
+    ProviderLease.objects.update(holder="", expires_at=None)  # the lease expired
+    bet = Bet.objects.get(user=player)
+    assert (bet.status, bet.external_bet_id) == ("pending", None)
+    resolved = bet_resolve(bet=bet)
+    # Taken at the provider but its id was lost: never settleable.
+    assert resolved.status == "void"
+    ledger_matches_provider(player, provider)
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
+
+
+@pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
+def test_killed_after_the_provider_settled_before_booking(
+    player, provider, stake_mode, monkeypatch, win_probability
+):
+    from betting import services
+
+    provider.configure(win_probability=win_probability)
+
+    def die(**kwargs):
+        raise Crash
+
+    monkeypatch.setattr(services, "_bet_complete", die)
+    with pytest.raises(Crash):
+        bet_place(user=player, amount=3)
+    monkeypatch.undo()
+    from betting.models import ProviderLease
+
+    ProviderLease.objects.update(holder="", expires_at=None)
+    bet = Bet.objects.get(user=player)
+    assert bet.status == "pending"
+    assert bet.external_bet_id
+    # The provider refuses a second /win; the balance tells the result.
+    resolved = bet_resolve(bet=bet)
+    assert resolved.status == "completed", resolved.status_reason
+    assert resolved.win_amount == (Decimal("6") if win_probability else Decimal("0"))
+    ledger_matches_provider(player, provider)
+    assert provider.snapshot()["calls"]["POST /win"] == 2
+
+
+def test_killed_between_placing_and_asking_for_the_result(
+    player, provider, stake_mode, monkeypatch
+):
+    from betting import services
+
+    def die(**kwargs):
+        raise Crash
+
+    monkeypatch.setattr(services, "_bet_fetch_result", die)
+    with pytest.raises(Crash):
+        bet_place(user=player, amount=3)
+    monkeypatch.undo()
+    from betting.models import ProviderLease
+
+    ProviderLease.objects.update(holder="", expires_at=None)
+    resolved = bet_resolve(bet=Bet.objects.get(user=player))
+    assert resolved.status == "completed"
+    ledger_matches_provider(player, provider)
