@@ -89,9 +89,11 @@ def idempotent(
     *,
     endpoint: str,
     run: Callable[[Callable[[Bet], None] | None], HttpResponse],
+    stored_statuses: tuple[int, ...] = (201,),
 ) -> HttpResponse:
     """Run ``run`` at most once per key. ``run`` gets a callback to call with the bet
-    as soon as it is recorded (inside that transaction), or None without a key."""
+    as soon as it is recorded (inside that transaction), or None without a key.
+    ``stored_statuses``: the successes that mean the server acted."""
     key = request.headers.get(HEADER)
     if key is None:
         return run(None)
@@ -117,7 +119,7 @@ def idempotent(
 
     try:
         response = _rendered(run(link_bet))
-        acted = response.status_code == 201
+        acted = response.status_code in stored_statuses
     except Exception as exc:
         response = exception_handler(exc, {"request": request})
         # A 502 that carries the bet it recorded: the provider refused, we acted.

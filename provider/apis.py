@@ -107,7 +107,12 @@ class ProviderAuthApi(InternalApi):
         data = UserIdSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
-        return _provider_answer(ProviderClient(account=account).auth())
+        return idempotent(
+            request,
+            endpoint="POST /api/internal/auth",
+            run=lambda _: _provider_answer(ProviderClient(account=account).auth()),
+            stored_statuses=(200,),
+        )
 
 
 class ProviderBetApi(InternalApi):
@@ -212,12 +217,21 @@ class ProviderBalanceApi(InternalApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
-        if "balance" not in data.validated_data:
-            return _provider_answer(ProviderClient(account=account).balance_read())
-        result = account_onboard(
-            account=account, initial_balance=data.validated_data["balance"]
+
+        def run(_):
+            if "balance" not in data.validated_data:
+                return _provider_answer(ProviderClient(account=account).balance_read())
+            result = account_onboard(
+                account=account, initial_balance=data.validated_data["balance"]
+            )
+            return _answer({"balance": result.initial_balance}, **_balance_note(result))
+
+        return idempotent(
+            request,
+            endpoint="POST /api/internal/balance",
+            run=run,
+            stored_statuses=(200,),
         )
-        return _answer({"balance": result.initial_balance}, **_balance_note(result))
 
 
 def _balance_note(result: OnboardResult) -> dict[str, str]:
@@ -245,4 +259,11 @@ class ProviderBalanceCheckApi(InternalApi):
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
         expected = data.validated_data["expected_balance"]
-        return _provider_answer(ProviderClient(account=account).balance_check(expected))
+        return idempotent(
+            request,
+            endpoint="POST /api/internal/check-balance",
+            run=lambda _: _provider_answer(
+                ProviderClient(account=account).balance_check(expected)
+            ),
+            stored_statuses=(200,),
+        )

@@ -544,3 +544,19 @@ class TestBetAndWin:
         )
         error = assert_error(response, 502, "PROVIDER_ERROR")
         assert error["details"]["bet"]["status"] == "unknown"
+
+
+def test_setting_a_balance_with_an_idempotency_key_replays(token_client, account):
+    def set_balance():
+        return token_client.post(
+            "/api/internal/balance",
+            {"user_id": EXTERNAL_ID, "balance": 40},
+            format="json",
+            headers={"Idempotency-Key": "internal-balance-1"},
+        )
+
+    first, second = set_balance(), set_balance()
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
+    assert second["Idempotent-Replayed"] == "true"
+    assert "note" not in second.json()
