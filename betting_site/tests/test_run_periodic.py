@@ -1,0 +1,51 @@
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+
+from accounts.tests.factories import ExternalApiAccountFactory
+from betting.models import Bet
+from betting.services import bet_place
+from wallet.services import ledger_post
+
+pytestmark = pytest.mark.django_db
+
+
+def test_once_runs_every_task_and_settles_open_bets(provider, user):
+    provider.add_account("9401", "periodic", balance=Decimal("20"))
+    ExternalApiAccountFactory(user=user, external_user_id="9401", secret="periodic")
+    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("20"))
+    provider.add_fault("/win", "error_after", method="POST", status=500)
+    bet = bet_place(user=user, amount=2).bet
+    assert bet.status == "pending"
+    out = io.StringIO()
+    call_command("run_periodic", "--once", stdout=out)
+    text = out.getvalue()
+    for task in ("settle_pending", "reconcile", "prune_logs --older-than 30d"):
+        assert task in text
+    assert "3 task runs, 0 failed" in text
+    assert Bet.objects.get(pk=bet.pk).status == "completed"
+    assert cache.get("run_periodic:lock") is None
+
+
+def test_a_failing_task_is_reported_and_the_others_still_run(provider, user, settings):
+    provider.add_account("9402", "periodic", balance=Decimal("20"))
+    ExternalApiAccountFactory(user=user, external_user_id="9402", secret="periodic")
+    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("10"))  # drift
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 task"):
+        call_command("run_periodic", "--once", stdout=out, stderr=io.StringIO())
+    assert "prune_logs" in out.getvalue()
+
+
+def test_a_second_scheduler_does_not_run(db):
+    cache.set("run_periodic:lock", "someone-else", timeout=60)
+    with pytest.raises(CommandError, match="holds the lock"):
+        call_command("run_periodic", "--once", stdout=io.StringIO())
+
+
+def test_bad_intervals_are_refused(db):
+    with pytest.raises(CommandError, match="invalid duration"):
+        call_command("run_periodic", "--once", "--settle-every", "often")
