@@ -91,3 +91,34 @@ def provider(simulator, settings):
     settings.PROVIDER_BACKOFF_BASE = 0.01
     settings.PROVIDER_BACKOFF_MAX = 0.05
     return simulator
+
+
+@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
+def stake_mode(request, settings, provider) -> str:
+    """Runs the test once per provider stake mode, server and simulator agreeing."""
+    settings.PROVIDER_STAKE_MODE = request.param
+    provider.configure(stake_mode=request.param)
+    return request.param
+
+
+@pytest.fixture
+def make_player(provider):
+    """``make_player(external_id)``: a user linked to a simulator account (unless
+    ``at_provider=False``), provider and ledger both starting at ``balance``."""
+    from decimal import Decimal
+
+    from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
+    from wallet.services import ledger_post
+
+    def make(external_id: str, *, balance=Decimal("100"), at_provider: bool = True):
+        user = UserFactory()
+        secret = f"secret-{external_id}"
+        if at_provider:
+            provider.add_account(external_id, secret, balance=balance)
+        ExternalApiAccountFactory(
+            user=user, external_user_id=external_id, secret=secret
+        )
+        ledger_post(user=user, entry_type="initial_balance", amount=balance)
+        return user
+
+    return make

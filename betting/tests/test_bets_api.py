@@ -10,13 +10,6 @@ from wallet.services import ledger_post
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
-def stake_mode(request, settings, provider):
-    settings.PROVIDER_STAKE_MODE = request.param
-    provider.configure(stake_mode=request.param)
-    return request.param
-
-
 @pytest.fixture
 def player(provider, user, stake_mode):
     provider.add_account("9101", "api-secret", balance=Decimal("50"))

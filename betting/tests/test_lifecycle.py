@@ -17,13 +17,6 @@ SECRET = "lifecycle-secret"
 START = Decimal("100")
 
 
-@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
-def stake_mode(request, settings, provider):
-    settings.PROVIDER_STAKE_MODE = request.param
-    provider.configure(stake_mode=request.param)
-    return request.param
-
-
 @pytest.fixture
 def player(provider, stake_mode, user):
     provider.add_account("9001", SECRET, balance=START)

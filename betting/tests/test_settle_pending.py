@@ -3,59 +3,21 @@
 import subprocess
 import sys
 from decimal import Decimal
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
-from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.lease import lease_try_claim
 from betting.management.commands import settle_pending
 from betting.models import Bet
 from betting.services import _bet_open, bet_place
+from betting_site.testing import run_command as run
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
 START = Decimal("100")
 DOWN = "http://127.0.0.1:9/api"
-
-
-def run(name: str, *args: str) -> tuple[int, str]:
-    """The command's exit status (0, or the CommandError's) and its output."""
-    out = StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=StringIO())
-    except CommandError as exc:
-        return exc.returncode, out.getvalue() + str(exc)
-    return 0, out.getvalue()
-
-
-@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
-def stake_mode(request, settings, provider):
-    settings.PROVIDER_STAKE_MODE = request.param
-    provider.configure(stake_mode=request.param)
-    return request.param
-
-
-@pytest.fixture
-def make_player(provider):
-    """A user linked to a fresh simulator account, the ledger starting at START."""
-
-    def make(external_id: str):
-        user = UserFactory()
-        secret = f"secret-{external_id}"
-        provider.add_account(external_id, secret, balance=START)
-        ExternalApiAccountFactory(
-            user=user, external_user_id=external_id, secret=secret
-        )
-        ledger_post(user=user, entry_type="initial_balance", amount=START)
-        return user
-
-    return make
 
 
 def pending_bet(provider, user, fault: str = "error_after") -> Bet:
