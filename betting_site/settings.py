@@ -327,3 +327,29 @@ LOGGING = {
         },
     },
 }
+
+# --- Static files (whitenoise) ---
+# gunicorn serves /static/ itself through whitenoise (no separate file server):
+# right after SecurityMiddleware, so HTTPS redirects and security headers still
+# apply. With DEBUG=0 the files are the hashed, compressed copies `collectstatic`
+# wrote to STATIC_ROOT (the Docker image runs it at build time), unless
+# STATIC_MANIFEST=0 (the test suite, or a DEBUG=0 run without collectstatic): then
+# Django's plain storage is kept and whitenoise finds the files per request.
+_WHITENOISE_MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
+if _WHITENOISE_MIDDLEWARE not in MIDDLEWARE:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        _WHITENOISE_MIDDLEWARE,
+    )
+STATIC_MANIFEST = not DEBUG and env.bool("STATIC_MANIFEST", default=True)
+if STATIC_MANIFEST:
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {
+            "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        },
+    }
+else:
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+

@@ -1,0 +1,71 @@
+"""gunicorn settings for the betting server (``gunicorn -c gunicorn.conf.py
+betting_site.wsgi``). Every value can be changed through the environment.
+
+Workers are ``gthread``: most of a request's time is spent waiting on the provider
+(read timeout 10 s, a bet makes up to 3-4 calls), so threads keep a worker useful
+while one request waits, and the main thread of each worker keeps heart-beating to
+the arbiter however long a request takes.
+"""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _cpu_count() -> int:
+    try:  # the CPUs this process may use (a container's cpuset), not the host's
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# --- Sockets ---------------------------------------------------------------------
+# 0.0.0.0 inside a container; GUNICORN_BIND overrides it (e.g. 127.0.0.1:8000).
+PORT = _int("PORT", 8000)
+bind = [os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{PORT}"]
+# Seconds an idle keep-alive connection is held: longer than the balancer's
+# upstream keepalive_timeout (60 s in deploy/nginx.conf), so that the balancer
+# always closes first and never reuses a connection gunicorn is closing.
+keepalive = _int("GUNICORN_KEEPALIVE", 65)
+
+# --- Workers ---------------------------------------------------------------------
+worker_class = "gthread"
+# The classic 2 x cores + 1, capped at 8: every process holds its own database
+# connections (CONN_MAX_AGE) and memory, and threads already multiply concurrency.
+workers = _int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 8))
+threads = _int("GUNICORN_THREADS", 4)
+# A worker that does not heart-beat for this long is killed. With gthread the main
+# thread beats even while request threads wait, so this catches a wedged process,
+# not a slow request. 60 s: above the worst provider chain of one bet (auth, place,
+# result, maybe a balance read: 3-4 calls of up to 3 s connect + 10 s read each).
+timeout = _int("GUNICORN_TIMEOUT", 60)
+# On SIGTERM (deploys, max_requests) running requests get this long to finish, so
+# a bet is not cut between placing and booking its result. Give the container at
+# least this much before SIGKILL (compose: stop_grace_period).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 60)
+# Recycle workers now and then (slow leaks), jittered so they do not all restart
+# at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# The heartbeat file in memory: a container's /tmp may be a slow overlay filesystem.
+_SHM = "/dev/shm"  # noqa: S108 - gunicorn's own heartbeat files, not user data
+if os.path.isdir(_SHM):
+    worker_tmp_dir = _SHM
+
+# --- Logging ---------------------------------------------------------------------
+# One JSON object per line: access log on stdout, gunicorn's own log on stderr.
+logger_class = "betting_site.gunicorn_logging.JsonLogger"
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Django logs through its own LOGGING setting; gunicorn must not capture stdout.
+capture_output = False
+
+# --- Control socket --------------------------------------------------------------
+# gunicorn's runtime control socket (gunicornc) is off: containers are managed by
+# their orchestrator, and its default path under $HOME need not be writable.
+# GUNICORN_CONTROL_SOCKET=1 turns it on.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "0") != "1"
