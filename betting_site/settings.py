@@ -353,3 +353,19 @@ else:
     WHITENOISE_USE_FINDERS = True
     WHITENOISE_AUTOREFRESH = True
 
+
+# --- Rate limits (django-ratelimit) ---
+# RATE_LIMIT_* above are enforced by betting_site.api.ratelimit.RateLimitMiddleware,
+# just inside the envelope middleware; counts live in the default cache (Redis when
+# REDIS_URL is set, so all workers share them). django_ratelimit is used as a
+# library only (not in INSTALLED_APPS: its system check rejects the local-memory
+# cache of development and tests).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("betting_site.api.middleware.ApiErrorEnvelopeMiddleware") + 1,
+    "betting_site.api.ratelimit.RateLimitMiddleware",
+)
+RATELIMIT_ENABLE = True
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_CACHE_PREFIX = "rl:"
+# A cache the library cannot read or write lets the request through (logged).
+RATELIMIT_FAIL_OPEN = True

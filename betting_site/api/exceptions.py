@@ -5,6 +5,7 @@ import math
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
+from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
 
@@ -66,6 +67,8 @@ def exception_handler(exc, context):
             message="The request is not valid",
             details=validation_details(exc.detail),
         )
+    if isinstance(exc, Ratelimited):  # the library's 403-style error is a 429 here
+        return error_response(request, status=429, headers={"Retry-After": "60"})
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, PermissionDenied):
