@@ -200,3 +200,16 @@ class TestBalanceAndTransactions:
         assert [e["type"] for e in only["transactions"]] == ["initial_balance"]
         assert auth_client.get("/api/transactions?type=x").status_code == 400
         assert auth_client.get("/api/transactions?limit=0").status_code == 400
+
+
+def test_transaction_list_query_count_does_not_grow_with_page_size(
+    auth_client, player, django_assert_max_num_queries
+):
+    for _ in range(5):
+        post_bet(auth_client, '{"amount": 1}')
+    with django_assert_max_num_queries(6):
+        small = auth_client.get("/api/transactions?limit=1")
+    with django_assert_max_num_queries(6):
+        large = auth_client.get("/api/transactions?limit=100")
+    assert len(small.json()["transactions"]) == 1
+    assert len(large.json()["transactions"]) == large.json()["pagination"]["total"]

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def player(provider, user):
+def player(provider, user, stake_mode):
     provider.add_account("9201", "idem-secret", balance=Decimal("50"))
     ExternalApiAccountFactory(user=user, external_user_id="9201", secret="idem-secret")
     ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
