@@ -38,6 +38,21 @@ def check_production_settings(app_configs, **kwargs):
                 id="betting_site.W003",
             )
         )
+    plain_origins = [
+        origin
+        for origin in getattr(settings, "CORS_ALLOWED_ORIGINS", [])
+        if not origin.startswith("https://")
+    ]
+    if plain_origins:
+        problems.append(
+            Warning(
+                "CLIENT_URL allows origins that are not HTTPS: "
+                + ", ".join(plain_origins),
+                hint="A production client is served over HTTPS: list https:// "
+                "origins only.",
+                id="betting_site.W004",
+            )
+        )
     if settings.ADMIN_TOKEN is not None and len(settings.ADMIN_TOKEN) < 32:
         problems.append(
             Error(

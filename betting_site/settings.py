@@ -109,14 +109,16 @@ MIDDLEWARE = [
     "betting_site.api.middleware.RequestIdMiddleware",
     # Records every mutating /api/ request with its final (enveloped) response.
     "auditlog.middleware.InboundApiLogMiddleware",
-    "betting_site.api.middleware.ApiErrorEnvelopeMiddleware",
+    # Outside the envelope, so that an envelope replacing a response still gets
+    # nosniff, Referrer-Policy, HSTS and X-Frame-Options.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "betting_site.api.middleware.ApiErrorEnvelopeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "betting_site.urls"
@@ -369,3 +371,46 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_CACHE_PREFIX = "rl:"
 # A cache the library cannot read or write lets the request through (logged).
 RATELIMIT_FAIL_OPEN = True
+
+
+# --- CORS and content security policy ---
+# CORS (django-cors-headers): only /api/, only the CLIENT_URL origins, bearer tokens
+# rather than cookies (no credentials). CorsMiddleware sits right inside
+# RequestIdMiddleware, so it answers a preflight OPTIONS itself (200, with the
+# request id) before the envelope, the rate limits or a view can answer 404/405/429,
+# and adds its headers to every other /api/ response, errors included.
+INSTALLED_APPS += ["corsheaders", "csp"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("betting_site.api.middleware.RequestIdMiddleware") + 1,
+    "corsheaders.middleware.CorsMiddleware",
+)
+CORS_ALLOWED_ORIGINS = [origin.strip().rstrip("/") for origin in CLIENT_URL]
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "Idempotent-Replayed"]
+CORS_ALLOW_CREDENTIALS = False
+# Content security policy (django-csp 4): one strict policy on every response. The
+# admin (Django's and templates/admin/) loads scripts and styles from files only; its
+# inline <script> tags are JSON data blocks, which CSP does not execute or block.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("corsheaders.middleware.CorsMiddleware") + 1,
+    "csp.middleware.CSPMiddleware",
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
