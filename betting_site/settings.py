@@ -414,3 +414,56 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+
+
+# --- OpenAPI (drf-spectacular) ---
+# GET /api/schema (YAML, or JSON with ?format=json) and GET /api/docs (Swagger UI
+# from drf-spectacular-sidecar's own static files: no CDN, works offline). Both are
+# public; shared schema pieces live in betting_site.api.schema.
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Betting integration API",
+    "VERSION": VERSION,
+    "DESCRIPTION": (
+        "The betting integration server: authentication, bets placed with the "
+        "provider, the wallet ledger, staff-only internal provider calls and "
+        "health. Every error under /api/ is the ErrorEnvelope, with the request "
+        "id also in the X-Request-ID header."
+    ),
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The URL patterns take an optional trailing slash; the documented paths
+    # are the contract's, without one.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "betting_site.api.schema.strip_trailing_slashes",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "jwtAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from POST /api/auth/login.",
+            },
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The static ADMIN_TOKEN (internal endpoints only).",
+            },
+        }
+    },
+    "TAGS": [
+        {"name": "auth", "description": "Login, token refresh, logout, profile."},
+        {"name": "bets", "description": "Placing and reading the caller's bets."},
+        {"name": "wallet", "description": "Balance and the ledger."},
+        {"name": "internal", "description": "Staff calls to the provider."},
+        {"name": "operations", "description": "Health checks."},
+    ],
+}

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from betting.apis import BetListCreateApi
 from betting_site.api.views import HealthApi, HealthLiveApi
@@ -17,6 +18,15 @@ api_patterns = [
     path("internal/", include("provider.urls")),
     re_path(r"^balance/?$", BalanceApi.as_view(), name="balance"),
     re_path(r"^transactions/?$", TransactionListApi.as_view(), name="transactions"),
+    # OpenAPI: the document (YAML, or JSON with ?format=json) and Swagger UI from
+    # the sidecar's local static files; the split view serves its init script from
+    # /api/docs?script, so the page runs under the strict script-src 'self'.
+    re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(
+        r"^docs/?$",
+        SpectacularSwaggerSplitView.as_view(url_name="schema"),
+        name="docs",
+    ),
     re_path(r"^health/?$", HealthApi.as_view(), name="health"),
     re_path(r"^health/live/?$", HealthLiveApi.as_view(), name="health-live"),
 ]

@@ -12,6 +12,11 @@ provider's status and body in ``error.details``, unreachable is 503 with
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import (
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,9 +24,22 @@ from rest_framework.views import APIView
 
 from accounts.models import ExternalApiAccount
 from betting.idempotency import idempotent
-from betting.serializers import bet_as_dict
+from betting.serializers import BetSerializer, bet_as_dict
 from betting.services import bet_place, bet_settle_by_external_id
 from betting_site.api.errors import ApplicationError, NotFound
+from betting_site.api.schema import (
+    AUTHED,
+    BODY,
+    IDEMPOTENT,
+    INTERNAL_AUTH,
+    PROVIDER,
+    TAG_INTERNAL,
+    USER_ID_QUERY,
+    InternalAnswerSerializer,
+    api_headers,
+    error_responses,
+    idempotent_headers,
+)
 from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, to_money
 from provider.client import ProviderClient
 from provider.permissions import INTERNAL_AUTHENTICATION, INTERNAL_PERMISSIONS
@@ -93,6 +111,57 @@ def _provider_answer(result: ProviderResult) -> Response:
     return _answer(result.raw_dict())
 
 
+# The answers of the internal endpoints (documentation only).
+_POST_ERRORS = (*BODY, *AUTHED, 403, 404, *IDEMPOTENT, *PROVIDER)
+_GET_ERRORS = (400, *AUTHED, 403, 404, *PROVIDER)
+_ERROR_TEXT = {
+    "e401": "UNAUTHORIZED: no or invalid credentials",
+    "e403": "FORBIDDEN: neither the admin token nor a staff user",
+    "e404": "NOT_FOUND: no active account linked to this user_id",
+    "e409": "IDEMPOTENCY_KEY_IN_USE or BET_IN_PROGRESS",
+    "e502": "PROVIDER_ERROR: the provider's status and body in error.details",
+}
+
+
+def _bet_answer(name: str) -> Any:
+    return inline_serializer(
+        name=name,
+        fields={
+            "success": serializers.BooleanField(help_text="Always true."),
+            "external_response": serializers.JSONField(
+                help_text="The provider's JSON."
+            ),
+            "bet": BetSerializer(),
+            "note": serializers.CharField(
+                required=False,
+                help_text="Present when the bet was already final and the "
+                "provider was not called.",
+            ),
+        },
+    )
+
+
+def _internal_post(
+    operation_id: str,
+    summary: str,
+    request: Any,
+    *,
+    ok: int = 200,
+    answer: Any = InternalAnswerSerializer,
+    description: str | None = None,
+) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        tags=[TAG_INTERNAL],
+        summary=summary,
+        description=description,
+        auth=INTERNAL_AUTH,
+        request=request,
+        responses={ok: answer, **error_responses(*_POST_ERRORS, **_ERROR_TEXT)},
+        parameters=idempotent_headers([ok, *_POST_ERRORS], replayable=[ok]),
+    )
+
+
 class InternalApi(APIView):
     """Base of the internal endpoints: the admin token or a staff JWT."""
 
@@ -103,6 +172,7 @@ class InternalApi(APIView):
 class ProviderAuthApi(InternalApi):
     """``POST /auth`` at the provider for the account."""
 
+    @_internal_post("internal_auth", "POST /auth at the provider", UserIdSerializer)
     def post(self, request: Request) -> Response:
         data = UserIdSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -124,12 +194,39 @@ class ProviderBetApi(InternalApi):
     class InputSerializer(UserIdSerializer):
         bet = serializers.JSONField()
 
+    @extend_schema(
+        operation_id="internal_bet_recommend",
+        tags=[TAG_INTERNAL],
+        summary="GET /bet at the provider (recommended stake)",
+        auth=INTERNAL_AUTH,
+        parameters=[USER_ID_QUERY, *api_headers([200, *_GET_ERRORS])],
+        responses={
+            200: InternalAnswerSerializer,
+            **error_responses(*_GET_ERRORS, **_ERROR_TEXT),
+        },
+    )
     def get(self, request: Request) -> Response:
         data = UserIdSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
         return _provider_answer(ProviderClient(account=account).bet_recommend())
 
+    @_internal_post(
+        "internal_bet_place",
+        "Place a bet for the account (no result fetched)",
+        inline_serializer(
+            name="InternalBetRequest",
+            fields={
+                "user_id": serializers.CharField(max_length=64),
+                "bet": serializers.IntegerField(help_text="The stake."),
+            },
+        ),
+        ok=201,
+        answer=_bet_answer("InternalBetAnswer"),
+        description="A bet row, the stake hold and the ledger rules, as for POST "
+        "/api/bets, without the result; POST /api/internal/win settles it. A bet "
+        "the provider did not confirm is 502 with the bet in error.details.bet.",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -167,9 +264,19 @@ class ProviderWinApi(InternalApi):
     ledger with a ``note``, without calling the provider again. Accepts
     ``Idempotency-Key``."""
 
+    @extend_schema_serializer(component_name="InternalWin")
     class InputSerializer(UserIdSerializer):
         bet_id = serializers.CharField(max_length=64)
 
+    @_internal_post(
+        "internal_win",
+        "POST /win at the provider for a bet placed here",
+        InputSerializer,
+        ok=201,
+        answer=_bet_answer("InternalWinAnswer"),
+        description="Settled by the same rules, exactly once. A bet already final "
+        "is answered from the ledger with a note, without calling the provider.",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -213,6 +320,27 @@ class ProviderBalanceApi(InternalApi):
     class InputSerializer(UserIdSerializer):
         balance = MoneyField(required=False)
 
+    @_internal_post(
+        "internal_balance",
+        "Read the provider balance, or set the initial balance once",
+        inline_serializer(
+            name="InternalBalanceRequest",
+            fields={
+                "user_id": serializers.CharField(max_length=64),
+                "balance": serializers.DecimalField(
+                    max_digits=MONEY_MAX_DIGITS,
+                    decimal_places=MONEY_DECIMAL_PLACES,
+                    coerce_to_string=False,
+                    required=False,
+                    help_text="The initial balance (a JSON number, > 0); omitted "
+                    "to read the balance.",
+                ),
+            },
+        ),
+        description="With balance, external_response is {balance: X}, X being "
+        "what the ledger recorded; a note says when the requested amount was not "
+        "applied.",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -254,6 +382,22 @@ class ProviderBalanceCheckApi(InternalApi):
     class InputSerializer(UserIdSerializer):
         expected_balance = MoneyField(allow_zero=True)
 
+    @_internal_post(
+        "internal_check_balance",
+        "POST /check-balance at the provider",
+        inline_serializer(
+            name="InternalCheckBalanceRequest",
+            fields={
+                "user_id": serializers.CharField(max_length=64),
+                "expected_balance": serializers.DecimalField(
+                    max_digits=MONEY_MAX_DIGITS,
+                    decimal_places=MONEY_DECIMAL_PLACES,
+                    coerce_to_string=False,
+                    help_text="A JSON number, >= 0.",
+                ),
+            },
+        ),
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

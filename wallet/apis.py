@@ -1,9 +1,24 @@
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from betting_site.api.errors import ValidationFailed
 from betting_site.api.pagination import paginate
+from betting_site.api.schema import (
+    AUTHED,
+    PAGINATION_PARAMETERS,
+    TAG_WALLET,
+    USER_AUTH,
+    PaginationSerializer,
+    api_headers,
+    error_responses,
+)
 from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from wallet.models import Transaction
 from wallet.selectors import transactions_of
@@ -20,6 +35,7 @@ def _money(**kwargs):
 
 
 class BalanceApi(APIView):
+    @extend_schema_serializer(component_name="Balance")
     class OutputSerializer(serializers.Serializer):
         balance = _money()
         available = _money()
@@ -28,6 +44,18 @@ class BalanceApi(APIView):
         last_checked_at = serializers.DateTimeField(allow_null=True)
         in_sync = serializers.BooleanField()
 
+    @extend_schema(
+        operation_id="balance_retrieve",
+        tags=[TAG_WALLET],
+        summary="The caller's balance",
+        description="balance is the ledger's; available is balance less the stakes "
+        "held for unsettled bets. Re-reads the provider when the last check is "
+        "older than BALANCE_SYNC_TTL; if the provider is down, answers the local "
+        "figures with in_sync false.",
+        auth=USER_AUTH,
+        parameters=api_headers([200, *AUTHED]),
+        responses={200: OutputSerializer, **error_responses(*AUTHED)},
+    )
     def get(self, request):
         wallet, provider_answered = balance_sync(user=request.user)
         data = {
@@ -42,6 +70,7 @@ class BalanceApi(APIView):
 
 
 class TransactionListApi(APIView):
+    @extend_schema_serializer(component_name="Transaction")
     class OutputSerializer(serializers.ModelSerializer):
         amount = _money()
         balance_before = _money()
@@ -60,6 +89,35 @@ class TransactionListApi(APIView):
                 "created_at",
             ]
 
+    @extend_schema(
+        operation_id="transactions_list",
+        tags=[TAG_WALLET],
+        summary="The caller's ledger entries, newest first",
+        description="Amounts are signed.",
+        auth=USER_AUTH,
+        parameters=[
+            *PAGINATION_PARAMETERS,
+            OpenApiParameter(
+                name="type",
+                type=str,
+                location=OpenApiParameter.QUERY,
+                required=False,
+                enum=Transaction.Type.values,
+                description="Only entries of this type.",
+            ),
+            *api_headers([200, 400, *AUTHED]),
+        ],
+        responses={
+            200: inline_serializer(
+                name="TransactionList",
+                fields={
+                    "transactions": OutputSerializer(many=True),
+                    "pagination": PaginationSerializer(),
+                },
+            ),
+            **error_responses(400, *AUTHED),
+        },
+    )
     def get(self, request):
         entry_type = request.query_params.get("type")
         if entry_type is not None and entry_type not in Transaction.Type.values:
