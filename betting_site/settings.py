@@ -107,6 +107,8 @@ MIDDLEWARE = [
     # Outermost: every response, including errors raised by later middleware,
     # carries the request id, and every error under /api/ is the envelope.
     "betting_site.api.middleware.RequestIdMiddleware",
+    # One line per request (user, status, duration); slow ones as warnings.
+    "betting_site.api.middleware.RequestLogMiddleware",
     # Records every mutating /api/ request with its final (enveloped) response.
     "auditlog.middleware.InboundApiLogMiddleware",
     # Outside the envelope, so that an envelope replacing a response still gets
@@ -295,6 +297,7 @@ SECURE_REDIRECT_EXEMPT = [r"^api/health/live/?$"]
 
 # --- Logging ---------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+SLOW_REQUEST_SECONDS = env.float("SLOW_REQUEST_SECONDS", default=1.0)
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,

@@ -1,12 +1,16 @@
 """Middleware that runs before anything else can fail."""
 
+import logging
 import re
+import time
 import uuid
 
 from django.conf import settings
 
 from betting_site.api.envelope import KEPT_HEADERS, error_response, is_api_path
 from betting_site.logging import request_id_var, user_id_var
+
+request_logger = logging.getLogger("betting_site.requests")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
@@ -81,3 +85,36 @@ class ApiErrorEnvelopeMiddleware:
                 message=f"The request body exceeds {settings.API_MAX_BODY_BYTES} bytes",
             )
         return None
+
+
+class RequestLogMiddleware:
+    """One log line per request with its method, path, status, duration and user;
+    a warning when it took longer than ``SLOW_REQUEST_SECONDS`` (1 s)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.monotonic()
+        response = self.get_response(request)
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        user = getattr(request, "user", None)
+        user_id = user.pk if getattr(user, "is_authenticated", False) else None
+        slow = duration_ms >= settings.SLOW_REQUEST_SECONDS * 1000
+        request_logger.log(
+            logging.WARNING if slow else logging.INFO,
+            "%s %s %s in %sms%s",
+            request.method,
+            request.path,
+            response.status_code,
+            duration_ms,
+            " (slow)" if slow else "",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": duration_ms,
+                "user_id": user_id,
+            },
+        )
+        return response

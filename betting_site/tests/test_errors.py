@@ -177,3 +177,28 @@ class TestMoneyOnTheWire:
             content_type="application/json",
         )
         assert response.content.decode() == '{"echo":0.10}'
+
+
+class TestRequestLog:
+    def test_every_request_is_logged_with_status_duration_and_user(
+        self, auth_client, user, caplog
+    ):
+        import logging
+
+        caplog.set_level(logging.INFO, logger="betting_site.requests")
+        auth_client.get("/api/auth/me")
+        record = next(r for r in caplog.records if r.name == "betting_site.requests")
+        assert record.status == 200
+        assert record.user_id == user.pk
+        assert record.duration_ms >= 0
+        assert record.levelno == logging.INFO
+
+    def test_slow_requests_are_warnings(self, client, settings, caplog):
+        import logging
+
+        settings.SLOW_REQUEST_SECONDS = 0
+        caplog.set_level(logging.INFO, logger="betting_site.requests")
+        client.get("/api/health/live")
+        record = next(r for r in caplog.records if r.name == "betting_site.requests")
+        assert record.levelno == logging.WARNING
+        assert "(slow)" in record.getMessage()
