@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from betting_site.api.errors import ValidationFailed
+from betting_site.api.fields import money_field
 from betting_site.api.pagination import paginate
 from betting_site.api.schema import (
     AUTHED,
@@ -19,27 +20,17 @@ from betting_site.api.schema import (
     api_headers,
     error_responses,
 )
-from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from wallet.models import Transaction
 from wallet.selectors import transactions_of
 from wallet.services import balance_sync
 
 
-def _money(**kwargs):
-    return serializers.DecimalField(
-        max_digits=MONEY_MAX_DIGITS,
-        decimal_places=MONEY_DECIMAL_PLACES,
-        coerce_to_string=False,
-        **kwargs,
-    )
-
-
 class BalanceApi(APIView):
     @extend_schema_serializer(component_name="Balance")
     class OutputSerializer(serializers.Serializer):
-        balance = _money()
-        available = _money()
-        external_balance = _money(allow_null=True)
+        balance = money_field()
+        available = money_field()
+        external_balance = money_field(allow_null=True)
         last_updated = serializers.DateTimeField()
         last_checked_at = serializers.DateTimeField(allow_null=True)
         in_sync = serializers.BooleanField()
@@ -72,9 +63,9 @@ class BalanceApi(APIView):
 class TransactionListApi(APIView):
     @extend_schema_serializer(component_name="Transaction")
     class OutputSerializer(serializers.ModelSerializer):
-        amount = _money()
-        balance_before = _money()
-        balance_after = _money()
+        amount = money_field()
+        balance_before = money_field()
+        balance_after = money_field()
 
         class Meta:
             model = Transaction
