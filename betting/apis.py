@@ -9,7 +9,7 @@ from betting.idempotency import idempotent
 from betting.models import Bet
 from betting.serializers import BetSerializer
 from betting_site.api.errors import ValidationFailed
-from betting_site.api.pagination import paginate
+from betting_site.api.pagination import choice_param, paginate
 from betting_site.api.schema import (
     AUTHED,
     BODY,
@@ -115,11 +115,7 @@ class BetListCreateApi(APIView):
         },
     )
     def get(self, request):
-        status_filter = request.query_params.get("status")
-        if status_filter is not None and status_filter not in Bet.Status.values:
-            raise ValidationFailed(
-                details={"status": [f"One of: {', '.join(Bet.Status.values)}"]}
-            )
+        status_filter = choice_param(request.query_params, "status", Bet.Status.values)
         page = paginate(
             selectors.bets_of(user=request.user, status=status_filter),
             request.query_params,

@@ -8,9 +8,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from betting_site.api.errors import ValidationFailed
 from betting_site.api.fields import money_field
-from betting_site.api.pagination import paginate
+from betting_site.api.pagination import choice_param, paginate
 from betting_site.api.schema import (
     AUTHED,
     PAGINATION_PARAMETERS,
@@ -110,11 +109,7 @@ class TransactionListApi(APIView):
         },
     )
     def get(self, request):
-        entry_type = request.query_params.get("type")
-        if entry_type is not None and entry_type not in Transaction.Type.values:
-            raise ValidationFailed(
-                details={"type": [f"One of: {', '.join(Transaction.Type.values)}"]}
-            )
+        entry_type = choice_param(request.query_params, "type", Transaction.Type.values)
         page = paginate(
             transactions_of(user=request.user, entry_type=entry_type),
             request.query_params,

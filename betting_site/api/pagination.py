@@ -64,3 +64,11 @@ def paginate(queryset: QuerySet, query_params) -> Page:
     offset = (page - 1) * limit
     items = list(queryset[offset : offset + limit]) if offset < total else []
     return Page(items=items, total=total, page=page, limit=limit)
+
+
+def choice_param(query_params, name: str, choices) -> str | None:
+    """An optional list filter such as ``?status=``: one of ``choices`` or 400."""
+    value = query_params.get(name)
+    if value is not None and value not in choices:
+        raise ValidationFailed(details={name: [f"One of: {', '.join(choices)}"]})
+    return value
