@@ -180,9 +180,9 @@ def two_servers(provider, settings):
         for port in ports:
             while True:
                 try:
-                    requests.get(f"http://127.0.0.1:{port}/api/health/live", timeout=1)
+                    requests.get(f"http://127.0.0.1:{port}/api/health/live", timeout=5)
                     break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     assert time.monotonic() < deadline, "gunicorn did not start"
                     time.sleep(0.2)
         yield [f"http://127.0.0.1:{port}" for port in ports]
