@@ -69,3 +69,30 @@ capture_output = False
 # their orchestrator, and its default path under $HOME need not be writable.
 # GUNICORN_CONTROL_SOCKET=1 turns it on.
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "0") != "1"
+
+# --- Metrics (Prometheus multiprocess mode) --------------------------------------
+# With PROMETHEUS_MULTIPROC_DIR set, every worker writes its counters there and a
+# scrape of GET /metrics on any worker sums them all. Files of an earlier run would
+# be summed too: the arbiter starts from an empty directory.
+
+
+def _metrics_dir() -> str:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+
+
+def on_starting(server) -> None:
+    directory = _metrics_dir()
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker) -> None:
+    # A dead worker's counters stay (they are totals); its live gauges go.
+    if _metrics_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir())

@@ -31,6 +31,15 @@ from betting.models import Bet
 from betting.selectors import account_for_betting
 from betting.serializers import bet_as_dict
 from betting_site.api.errors import ApplicationError, ValidationFailed
+from betting_site.metrics import (
+    BET_FAILED,
+    BET_LOST,
+    BET_PLACED,
+    BET_UNKNOWN,
+    BET_VOID,
+    BET_WON,
+    bet_outcome_record,
+)
 from betting_site.money import ZERO, to_money
 from provider.client import ProviderClient
 from provider.exceptions import (
@@ -198,6 +207,7 @@ def _bet_fail(*, bet: Bet, reason: str) -> Bet:
     bet.status = Bet.Status.FAILED
     bet.status_reason = reason[:500]
     bet.save(update_fields=["status", "status_reason", "updated_at"])
+    bet_outcome_record(outcome=BET_FAILED)
     logger.info("Bet %s failed: %s", bet.pk, reason)
     return bet
 
@@ -205,6 +215,7 @@ def _bet_fail(*, bet: Bet, reason: str) -> Bet:
 def _bet_mark_unknown(*, bet: Bet, reason: str) -> Bet:
     """It may have reached the provider: keep the stake held, never send it again."""
     _bet_update(bet, status=Bet.Status.UNKNOWN, status_reason=reason[:500])
+    bet_outcome_record(outcome=BET_UNKNOWN)
     logger.warning("Bet %s outcome unknown: %s", bet.pk, reason)
     return bet
 
@@ -230,6 +241,7 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
         bet.save(
             update_fields=["needs_attention", "status", "status_reason", "updated_at"]
         )
+        bet_outcome_record(outcome=BET_UNKNOWN)
         logger.error("Bet %s: duplicate provider bet id %s", bet.pk, external_bet_id)
         return bet
     if bet.stake_mode == DEBIT_ON_PLACE:
@@ -244,6 +256,7 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
         wallet.refresh_from_db()
         wallet.held = max(ZERO, wallet.held - bet.amount)
         wallet.save(update_fields=["held", "updated_at"])
+    bet_outcome_record(outcome=BET_PLACED)
     return bet
 
 
@@ -290,6 +303,7 @@ def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
             "updated_at",
         ]
     )
+    bet_outcome_record(outcome=BET_WON if win > 0 else BET_LOST)
     logger.info("Bet %s completed: win %s", bet.pk, win)
     return bet
 
@@ -319,6 +333,7 @@ def _bet_void(*, bet: Bet, reason: str, debited: bool) -> Bet:
     bet.needs_attention = True
     bet.status_reason = reason[:500]
     bet.save(update_fields=["status", "needs_attention", "status_reason", "updated_at"])
+    bet_outcome_record(outcome=BET_VOID)
     logger.warning("Bet %s void: %s", bet.pk, reason)
     return bet
 

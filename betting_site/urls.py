@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from betting.apis import BetListCreateApi
 from betting_site.api.views import HealthApi, HealthLiveApi
+from betting_site.metrics import metrics_view
 from wallet.apis import BalanceApi, TransactionListApi
 
 admin.site.site_header = "Betting back office"
@@ -34,4 +35,7 @@ api_patterns = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
+    # Prometheus (METRICS_TOKEN optional); outside /api/: no envelope middleware,
+    # no rate limit, no API log.
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
 ]

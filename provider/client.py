@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from auditlog.models import ApiLog
 from auditlog.services import api_log_record
+from betting_site.metrics import provider_request_record
 from betting_site.redaction import redact, redact_text
 from provider.breaker import BreakerOpen, CircuitBreaker, provider_host
 from provider.exceptions import (
@@ -270,6 +271,9 @@ class ProviderClient:
                 logger.info(
                     "Provider circuit open: %s %s not sent", call.method, call.path
                 )
+                provider_request_record(
+                    method=call.method, endpoint=call.path, outcome="breaker_open"
+                )
                 raise ProviderUnreachable(
                     "The betting provider is unavailable (circuit open); "
                     f"{call.method} {call.path} was not sent",
@@ -350,6 +354,12 @@ class ProviderClient:
             else:
                 error = reason
         duration_ms = (time.monotonic() - started) * 1000
+        provider_request_record(
+            method=call.method,
+            endpoint=call.path,
+            outcome=outcome.value,
+            seconds=duration_ms / 1000,
+        )
         api_log_record(
             direction=ApiLog.Direction.OUTBOUND,
             endpoint=call.path,
