@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Exists, OuterRef
 from rest_framework_simplejwt.token_blacklist.admin import (
     BlacklistedTokenAdmin as _BlacklistedTokenAdmin,
 )
@@ -15,6 +16,7 @@ from rest_framework_simplejwt.token_blacklist.models import (
 from accounts import services
 from accounts.models import ExternalApiAccount, RevokedSession, User
 from betting_site.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin
+from wallet.admin import ReconcileActionsMixin
 
 # Every column that could hold a secret is left out of these admins: the provider
 # secret is write-only (set through a password input, never rendered back).
@@ -40,11 +42,41 @@ class ExternalApiAccountInline(ReadOnlyAdminMixin, admin.TabularInline):
     ordering = ("-is_active", "-created_at")
 
 
+class ProviderLinkFilter(admin.SimpleListFilter):
+    title = "provider account"
+    parameter_name = "linked"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Linked"), ("no", "Not linked"))
+
+    def queryset(self, request, queryset):
+        linked = Exists(
+            ExternalApiAccount.objects.filter(user_id=OuterRef("pk"), is_active=True)
+        )
+        if self.value() == "yes":
+            return queryset.filter(linked)
+        if self.value() == "no":
+            return queryset.exclude(linked)
+        return queryset
+
+
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(ReconcileActionsMixin, DjangoUserAdmin):
     list_display = ("username", "email", "is_staff", "is_active", "last_login")
-    list_filter = ("is_staff", "is_superuser", "is_active")
+    list_filter = ("is_staff", "is_superuser", "is_active", ProviderLinkFilter)
+    search_fields = (
+        *DjangoUserAdmin.search_fields,
+        "external_accounts__external_user_id",
+    )
+    date_hierarchy = "date_joined"
     inlines = [ExternalApiAccountInline]
+    actions = ("reconcile_selected", "check_selected")
+
+    def reconcile_users_of(self, queryset) -> list[User]:
+        return list(queryset)
+
+    def reconcile_log_object(self, result, queryset) -> User:
+        return result.account.user
 
 
 class ExternalApiAccountLinkForm(forms.ModelForm):
@@ -110,7 +142,8 @@ class ExternalApiAccountAdmin(admin.ModelAdmin):
 class RevokedSessionAdmin(ReadOnlyModelAdmin):
     list_display = ("user", "revoked_at", "expires_at")
     list_select_related = ("user",)
-    search_fields = ("user__username",)
+    search_fields = ("user__username", "sid")
+    date_hierarchy = "revoked_at"
     fields = ("user", "sid", "revoked_at", "expires_at")
 
 

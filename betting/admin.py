@@ -6,8 +6,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
-from betting.models import Bet, IdempotencyKey
+from betting.models import Bet, IdempotencyKey, ProviderLease
 from betting.staff import (
     REASON_MAX_LENGTH,
     VOID_PERMISSION,
@@ -87,9 +88,15 @@ class BetAdmin(ReadOnlyModelAdmin):
         "created_at",
         "completed_at",
     )
-    list_filter = ("status", "needs_attention", "result_in_doubt", "stake_mode")
+    list_filter = (
+        "status",
+        "needs_attention",
+        "result_in_doubt",
+        "stake_mode",
+        ("created_at", admin.DateFieldListFilter),
+    )
     list_select_related = ("user",)
-    search_fields = ("user__username", "external_bet_id")
+    search_fields = ("user__username", "external_bet_id", "account__external_user_id")
     date_hierarchy = "created_at"
     fields = (
         "user",
@@ -115,7 +122,7 @@ class BetAdmin(ReadOnlyModelAdmin):
         return staff_can(request.user, VOID_PERMISSION)
 
     @admin.action(
-        description="Resolve selected open bets with the provider",
+        description="Settle selected open bets with the provider (resolve)",
         permissions=("staff_repair",),
     )
     def resolve_with_provider(self, request: HttpRequest, queryset) -> None:
@@ -240,7 +247,8 @@ class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
         "expires_at",
     )
     list_filter = ("endpoint", "status_code")
-    search_fields = ("caller", "key")
+    list_select_related = ("bet",)
+    search_fields = ("caller", "key", "user__username")
     date_hierarchy = "created_at"
     fields = (
         "caller",
@@ -261,3 +269,18 @@ class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
     @admin.display(description="Stored response")
     def response_pretty(self, obj):
         return pretty_json(obj.response_body)
+
+
+@admin.register(ProviderLease)
+class ProviderLeaseAdmin(ReadOnlyModelAdmin):
+    """Who holds each user's provider lease: a busy user's operation in flight."""
+
+    list_display = ("user", "operation", "holder", "expires_at", "is_held")
+    list_select_related = ("user",)
+    list_filter = ("operation",)
+    search_fields = ("user__username", "holder")
+    fields = ("user", "operation", "holder", "expires_at")
+
+    @admin.display(boolean=True, description="Held now")
+    def is_held(self, obj: ProviderLease) -> bool:
+        return bool(obj.holder and obj.expires_at and obj.expires_at > timezone.now())

@@ -1,4 +1,7 @@
-from django.db.models import QuerySet
+from datetime import UTC, datetime
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 
 from accounts.exceptions import AccountNotLinked
 from accounts.models import ExternalApiAccount, User
@@ -29,3 +32,44 @@ def bet_of(*, user: User, bet_id: int) -> Bet:
     if bet is None:
         raise NotFound(f"Bet {bet_id} not found")
     return bet
+
+
+# --- back-office figures --------------------------------------------------------
+
+
+def bets_per_hour(*, since: datetime, today_start: datetime) -> list[dict]:
+    """Bets created since ``since`` per hour (UTC hour buckets with at least one
+    bet, oldest first): ``hour``, ``count``, and how many of them, with what stake
+    volume, were created since ``today_start`` (``today``, ``today_volume``)."""
+    created_today = Q(created_at__gte=today_start)
+    return list(
+        Bet.objects.filter(created_at__gte=since)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("hour")
+        .annotate(
+            count=Count("id"),
+            today=Count("id", filter=created_today),
+            today_volume=Sum("amount", filter=created_today),
+        )
+        .order_by("hour")
+    )
+
+
+def bets_settled_since(*, since: datetime) -> dict[str, int]:
+    """How many bets were settled (completed) since then, and how many of them
+    won (a payout above 0)."""
+    return Bet.objects.filter(
+        status=Bet.Status.COMPLETED, completed_at__gte=since
+    ).aggregate(
+        settled=Count("id"),
+        won=Count("id", filter=Q(win_amount__gt=0)),
+    )
+
+
+def open_bet_counts() -> dict[str, int]:
+    """How many bets are ``pending`` and ``unknown`` right now, over every user
+    (one aggregate query on the status index; metrics and the dashboard)."""
+    return Bet.objects.filter(status__in=Bet.OPEN_STATUSES).aggregate(
+        pending=Count("id", filter=Q(status=Bet.Status.PENDING)),
+        unknown=Count("id", filter=Q(status=Bet.Status.UNKNOWN)),
+    )

@@ -13,14 +13,16 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from accounts.models import User
+from accounts.models import ExternalApiAccount, User
 from betting.exceptions import BetInProgress
 from betting.lease import provider_lease
 from betting.models import Bet
 from betting.services import bet_resolve
 from betting_site.api.errors import ApplicationError, Forbidden, ValidationFailed
+from betting_site.metrics import BET_VOID, bet_outcome_record
 from betting_site.money import ZERO, to_money
 from wallet.models import Transaction
+from wallet.reconcile import ReconcileResult, balance_reconcile
 from wallet.services import ledger_post, wallet_lock
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ STAFF_LEASE_WAIT = 2.0
 RESOLVE_LEASE_WAIT = 0.5
 VOID_PERMISSION = "betting.change_bet"
 ADJUST_PERMISSION = "wallet.change_userbalance"
+# Reading the provider balance without booking anything.
+RECONCILE_CHECK_PERMISSION = "wallet.view_userbalance"
 
 
 @dataclass
@@ -148,6 +152,7 @@ def _bet_void_locked(
         f"Voided by staff {actor.username}: {reason}{note} [{previous}]"
     )[:500]
     bet.save(update_fields=["status", "needs_attention", "status_reason", "updated_at"])
+    bet_outcome_record(outcome=BET_VOID)
     logger.warning(
         "Bet %s voided by staff %s (provider debited: %s): %s",
         bet.pk,
@@ -255,6 +260,54 @@ def bets_resolve_by_staff(
         summary.resolved.append(bet)
         summary.statuses[bet.status] += 1
     logger.info("Staff %s resolved bets: %s", actor.username, summary.as_text())
+    return summary
+
+
+@dataclass
+class ReconcileSummary:
+    """What a bulk reconciliation did: one result per user with an active
+    provider account, in user order, and the users without one."""
+
+    results: list[ReconcileResult] = field(default_factory=list)
+    unlinked: list[User] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> Counter:
+        return Counter(result.status for result in self.results)
+
+
+def balances_reconcile_by_staff(
+    *, users: Iterable[User], actor: User, fix: bool
+) -> ReconcileSummary:
+    """``balance_reconcile`` for each user's active provider account, on behalf of
+    ``actor``: with ``fix``, drift is booked as an ``adjustment`` created by the
+    actor (its evidence holds both figures and who asked), which needs the
+    adjustment permission; a check only records the provider's figure. Users with
+    open bets or a busy lease are reported and skipped, as by ``manage.py
+    reconcile``; a provider failure is a result, never raised."""
+    _require_staff(actor, ADJUST_PERMISSION if fix else RECONCILE_CHECK_PERMISSION)
+    users = sorted(users, key=lambda user: user.pk)
+    accounts = {
+        account.user_id: account
+        for account in ExternalApiAccount.objects.filter(
+            user__in=[user.pk for user in users], is_active=True
+        ).select_related("user")
+    }
+    summary = ReconcileSummary()
+    for user in users:
+        account = accounts.get(user.pk)
+        if account is None:
+            summary.unlinked.append(user)
+            continue
+        summary.results.append(balance_reconcile(account=account, fix=fix, actor=actor))
+    logger.info(
+        "Staff %s reconciled %s balances (fix: %s): %s, %s without a provider link",
+        actor.username,
+        len(summary.results),
+        fix,
+        dict(summary.statuses),
+        len(summary.unlinked),
+    )
     return summary
 
 

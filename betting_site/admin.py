@@ -25,7 +25,7 @@ def pretty_json(value) -> str:
     if value in (None, "", {}, []):
         return "-"
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+    return format_html('<pre class="backoffice-json">{}</pre>', text)
 
 
 class ReadOnlyModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

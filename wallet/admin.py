@@ -3,21 +3,33 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, F, OuterRef
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from accounts.models import User
 from betting.admin import form_add_service_error
+from betting.models import Bet
 from betting.staff import (
     ADJUST_PERMISSION,
     REASON_MAX_LENGTH,
+    RECONCILE_CHECK_PERMISSION,
+    ReconcileSummary,
     adjustment_post,
+    balances_reconcile_by_staff,
     staff_can,
 )
 from betting_site.admin import ReadOnlyModelAdmin, pretty_json
 from betting_site.api.errors import ApplicationError
 from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from wallet.models import Transaction, UserBalance
+from wallet.reconcile import ReconcileResult, ReconcileStatus
+from wallet.selectors import balances_with_discrepancy
+
+# One admin request reconciles at most this many accounts (each is a provider
+# call); manage.py reconcile is the tool for all of them.
+RECONCILE_ACTION_MAX = 100
 
 
 class BalanceAdjustForm(forms.Form):
@@ -41,8 +53,174 @@ class BalanceAdjustForm(forms.Form):
         return amount
 
 
+class ProviderBalanceFilter(admin.SimpleListFilter):
+    """Balances by how the provider's last figure compares with the ledger."""
+
+    title = "provider balance"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("differs", "Differs (no open bets)"),
+            ("open_bets", "User has open bets"),
+            ("matches", "Matches"),
+            ("unchecked", "Never read"),
+        )
+
+    def queryset(self, request, queryset):
+        open_bets = Exists(
+            Bet.objects.filter(
+                user_id=OuterRef("user_id"), status__in=Bet.OPEN_STATUSES
+            )
+        )
+        match self.value():
+            case "differs":
+                return queryset.filter(pk__in=balances_with_discrepancy().values("pk"))
+            case "open_bets":
+                return queryset.filter(open_bets)
+            case "matches":
+                return queryset.filter(external_balance=F("balance"))
+            case "unchecked":
+                return queryset.filter(external_balance__isnull=True)
+        return queryset
+
+
+def reconcile_messages(summary: ReconcileSummary) -> list[tuple[int, str]]:
+    """Admin messages for a bulk reconciliation: one per outcome, naming each
+    account with its figures."""
+
+    def who(result: ReconcileResult) -> str:
+        return result.account.user.username
+
+    def figures(result: ReconcileResult) -> str:
+        return (
+            f"ledger {result.ledger_balance}, provider {result.provider_balance}, "
+            f"difference {result.difference:+}"
+        )
+
+    groups: dict[ReconcileStatus, list[str]] = {}
+    for result in summary.results:
+        if result.status == ReconcileStatus.FIXED:
+            text = (
+                f"{who(result)} ({figures(result)}; adjustment "
+                f"{result.adjustment.pk} posted)"
+            )
+        elif result.status == ReconcileStatus.DRIFT:
+            text = f"{who(result)} ({figures(result)})"
+        elif result.status == ReconcileStatus.IN_SYNC:
+            text = f"{who(result)} ({result.ledger_balance})"
+        elif result.status == ReconcileStatus.OPEN_BETS:
+            bets = ", ".join(map(str, result.open_bet_ids))
+            text = f"{who(result)} (open bets {bets})"
+        else:
+            text = f"{who(result)} ({result.detail})"
+        groups.setdefault(result.status, []).append(text)
+
+    headings = (
+        (ReconcileStatus.FIXED, messages.SUCCESS, "Fixed, drift booked as adjustment"),
+        (
+            ReconcileStatus.DRIFT,
+            messages.WARNING,
+            "Drift found, not booked (the reconcile action books it)",
+        ),
+        (ReconcileStatus.IN_SYNC, messages.INFO, "In sync"),
+        (
+            ReconcileStatus.OPEN_BETS,
+            messages.WARNING,
+            "Skipped, open bets: settle or void them first",
+        ),
+        (ReconcileStatus.BUSY, messages.WARNING, "Skipped, busy: retry shortly"),
+        (
+            ReconcileStatus.ERROR,
+            messages.ERROR,
+            "Not reconciled, provider unreachable or error",
+        ),
+    )
+    lines = []
+    for status, level, heading in headings:
+        if status in groups:
+            names = groups[status]
+            lines.append((level, f"{heading} ({len(names)}): {'; '.join(names)}."))
+    if summary.unlinked:
+        names = ", ".join(user.username for user in summary.unlinked)
+        lines.append(
+            (
+                messages.WARNING,
+                f"Skipped, no active provider account ({len(summary.unlinked)}): "
+                f"{names}.",
+            )
+        )
+    if not lines:
+        lines.append((messages.INFO, "Nothing to reconcile."))
+    return lines
+
+
+class ReconcileActionsMixin:
+    """The bulk reconcile actions, for admins whose rows belong to users."""
+
+    reconcile_fixed_message = (
+        "Reconciled with the provider: adjustment {amount:+} ({pk})"
+    )
+
+    def reconcile_users_of(self, queryset) -> list[User]:
+        raise NotImplementedError
+
+    def reconcile_log_object(self, result: ReconcileResult, queryset):
+        raise NotImplementedError
+
+    def has_staff_adjust_permission(self, request: HttpRequest) -> bool:
+        """Who may book drift (the change form itself stays read-only)."""
+        return staff_can(request.user, ADJUST_PERMISSION)
+
+    def has_staff_check_permission(self, request: HttpRequest) -> bool:
+        return staff_can(request.user, RECONCILE_CHECK_PERMISSION)
+
+    @admin.action(
+        description="Reconcile selected with the provider (book drift as adjustment)",
+        permissions=("staff_adjust",),
+    )
+    def reconcile_selected(self, request: HttpRequest, queryset) -> None:
+        self._reconcile(request, queryset, fix=True)
+
+    @admin.action(
+        description="Check selected against the provider (book nothing)",
+        permissions=("staff_check",),
+    )
+    def check_selected(self, request: HttpRequest, queryset) -> None:
+        self._reconcile(request, queryset, fix=False)
+
+    def _reconcile(self, request: HttpRequest, queryset, *, fix: bool) -> None:
+        users = self.reconcile_users_of(queryset)
+        if len(users) > RECONCILE_ACTION_MAX:
+            self.message_user(
+                request,
+                f"Select at most {RECONCILE_ACTION_MAX} at a time (each is a "
+                "provider call), or run manage.py reconcile.",
+                messages.WARNING,
+            )
+            return
+        try:
+            summary = balances_reconcile_by_staff(
+                users=users, actor=request.user, fix=fix
+            )
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        for result in summary.results:
+            if result.status == ReconcileStatus.FIXED:
+                self.log_change(
+                    request,
+                    self.reconcile_log_object(result, queryset),
+                    self.reconcile_fixed_message.format(
+                        amount=result.difference, pk=result.adjustment.pk
+                    ),
+                )
+        for level, text in reconcile_messages(summary):
+            self.message_user(request, text, level)
+
+
 @admin.register(UserBalance)
-class UserBalanceAdmin(ReadOnlyModelAdmin):
+class UserBalanceAdmin(ReconcileActionsMixin, ReadOnlyModelAdmin):
     list_display = (
         "user",
         "balance",
@@ -53,7 +231,11 @@ class UserBalanceAdmin(ReadOnlyModelAdmin):
         "updated_at",
     )
     list_select_related = ("user",)
-    search_fields = ("user__username",)
+    list_filter = (
+        ProviderBalanceFilter,
+        ("last_checked_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("user__username", "user__external_accounts__external_user_id")
     fields = (
         "user",
         "balance",
@@ -64,15 +246,17 @@ class UserBalanceAdmin(ReadOnlyModelAdmin):
         "updated_at",
     )
     readonly_fields = ("available",)
-    actions = ("adjust_selected",)
+    actions = ("adjust_selected", "reconcile_selected", "check_selected")
 
     @admin.display(description="Available")
     def available(self, obj: UserBalance):
         return obj.available
 
-    def has_staff_adjust_permission(self, request: HttpRequest) -> bool:
-        """Who may adjust (the change form itself stays read-only)."""
-        return staff_can(request.user, ADJUST_PERMISSION)
+    def reconcile_users_of(self, queryset) -> list[User]:
+        return [wallet.user for wallet in queryset.select_related("user")]
+
+    def reconcile_log_object(self, result: ReconcileResult, queryset):
+        return queryset.get(user_id=result.account.user_id)
 
     @admin.action(description="Adjust balance…", permissions=("staff_adjust",))
     def adjust_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
@@ -163,6 +347,23 @@ class UserBalanceAdmin(ReadOnlyModelAdmin):
         )
 
 
+class ManualEntryFilter(admin.SimpleListFilter):
+    """Entries a staff member made (adjustments, stakes booked on a void)."""
+
+    title = "entered by"
+    parameter_name = "manual"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Staff"), ("no", "The system"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(created_by__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(created_by__isnull=True)
+        return queryset
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyModelAdmin):
     list_display = (
@@ -176,9 +377,14 @@ class TransactionAdmin(ReadOnlyModelAdmin):
         "created_by",
         "created_at",
     )
-    list_filter = ("type",)
+    list_filter = ("type", ManualEntryFilter)
     list_select_related = ("user", "bet", "created_by")
-    search_fields = ("user__username", "description")
+    search_fields = (
+        "user__username",
+        "description",
+        "bet__external_bet_id",
+        "created_by__username",
+    )
     date_hierarchy = "created_at"
     fields = (
         "user",
