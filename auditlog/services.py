@@ -6,6 +6,7 @@ that cannot be written never fails the request it describes.
 """
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -23,6 +24,15 @@ logger = logging.getLogger(__name__)
 MAX_TEXT_BODY = 2000  # characters of a non-JSON body kept in the log
 MAX_ERROR = 500  # ApiLog.error's length
 
+# What PostgreSQL cannot store in text or jsonb: NUL, and lone UTF-16 surrogates
+# (a JSON body may carry "\u0000" or "\ud800"). Kept visible as U+FFFD.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub(REPLACEMENT, text)
+
 
 def _jsonable(value: Any) -> Any:
     """What the JSON column can store: Decimals as numbers, tuples as lists."""
@@ -33,12 +43,14 @@ def _jsonable(value: Any) -> Any:
         # any amount this project handles; nothing reads money from the log.
         return float(value) if value.is_finite() else str(value)
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {_storable(str(key)): _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(item) for item in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return _storable(value)
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    return _storable(str(value))
 
 
 def loggable_body(value: Any, *, secrets: tuple[str, ...] = ()) -> Any:
@@ -48,7 +60,7 @@ def loggable_body(value: Any, *, secrets: tuple[str, ...] = ()) -> Any:
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", errors="replace")
     if isinstance(value, str):
-        return redact_text(value, secrets=secrets)[:MAX_TEXT_BODY]
+        return _storable(redact_text(value, secrets=secrets)[:MAX_TEXT_BODY])
     return _jsonable(redact(value, secrets=secrets))
 
 
@@ -92,7 +104,7 @@ def api_log_record(
         with transaction.atomic():
             return ApiLog.objects.create(
                 direction=direction,
-                endpoint=endpoint[:255],
+                endpoint=_storable(endpoint[:255]),
                 method=method.upper()[:10],
                 request_body=loggable_body(request_body, secrets=secrets),
                 response_body=loggable_body(response_body, secrets=secrets),
@@ -100,10 +112,12 @@ def api_log_record(
                 duration_ms=max(0, round(duration_ms)),
                 attempt=attempt,
                 outcome=outcome,
-                error=redact_text(error, secrets=secrets)[:MAX_ERROR],
+                error=_storable(redact_text(error, secrets=secrets)[:MAX_ERROR]),
                 user_id=_user_id(user),
                 ip_address=ip_address,
-                request_id="" if request_id in (None, "-") else request_id[:128],
+                request_id=(
+                    "" if request_id in (None, "-") else _storable(request_id[:128])
+                ),
             )
     except Exception:
         logger.warning(

@@ -446,6 +446,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "betting_site.api.schema.strip_trailing_slashes",
+        # 405/406/413/429/500 on every operation they can answer.
+        "betting_site.api.schema.add_common_error_responses",
     ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {
@@ -470,3 +472,36 @@ SPECTACULAR_SETTINGS = {
         {"name": "operations", "description": "Health checks."},
     ],
 }
+
+
+# --- Metrics (Prometheus) ---
+# GET /metrics (betting_site.metrics): django-prometheus's request metrics plus the
+# domain metrics, in the Prometheus text format. With METRICS_TOKEN set, a scrape
+# needs "Authorization: Bearer <METRICS_TOKEN>" (401 otherwise); unset, /metrics is
+# open and must stay on the private network (deploy/nginx.conf never forwards it).
+# Under gunicorn, PROMETHEUS_MULTIPROC_DIR (an environment variable read by
+# prometheus_client itself, not a setting) sums the counters of every worker.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="") or None
+# prometheus_client turns multiprocess mode on when the variable merely exists: an
+# empty one (a copied .env.example) would write into the working directory, and a
+# missing directory would fail the first metric, so it is dropped or created here.
+_METRICS_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="").strip()
+if not _METRICS_DIR:
+    env.ENVIRON.pop("PROMETHEUS_MULTIPROC_DIR", None)
+else:
+    try:
+        Path(_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR cannot be created: {exc.strerror}"
+        ) from None
+INSTALLED_APPS += ["django_prometheus"]
+# Outermost and innermost, so request latency covers every other middleware and
+# the responses of all of them (envelopes, 429s, redirects) are counted.
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+# Prometheus scrapes each replica over plain HTTP on the private network.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics/?$"]

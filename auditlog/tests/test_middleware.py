@@ -103,6 +103,19 @@ class TestRecording:
         assert row.user is None
         assert row.duration_ms >= 0
 
+    def test_a_body_with_a_nul_character_is_recorded(self, api_client):
+        # Found by make fuzz: PostgreSQL's jsonb refused "\u0000" and the row was
+        # lost with a warning.
+        response = api_client.post(
+            "/api/_log/echo",
+            data=b'{"user_id": "1001\\u0000", "\\u0000": 1}',
+            content_type="application/json",
+        )
+        assert response.status_code == 200
+        row = only_row()
+        assert row.request_body == {"user_id": "1001\ufffd", "\ufffd": 1}
+        assert row.response_body["echo"] == row.request_body
+
     def test_reads_and_paths_outside_the_api_are_not_recorded(self, api_client):
         api_client.get("/api/_log/echo")
         api_client.post("/outside/echo", {"a": 1}, format="json")

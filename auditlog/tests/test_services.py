@@ -107,6 +107,22 @@ class TestApiLogRecord:
         assert ApiLog.objects.count() == 1
         assert "Could not write the API log row of post /bet" in caplog.text
 
+    def test_nul_and_lone_surrogates_are_stored_as_replacement_characters(self):
+        # PostgreSQL refuses both in jsonb and text: the row was lost (found by
+        # make fuzz). Now it is written, with U+FFFD in their place.
+        row = record(
+            endpoint="/bet\x00",
+            request_body={"user_id\x00": ["a\x00b", "\ud800"], "n": 1},
+            response_body="text \x00 body",
+            error="failed \udfff",
+        )
+        assert row is not None
+        row.refresh_from_db()
+        assert row.endpoint == "/bet\ufffd"
+        assert row.request_body == {"user_id\ufffd": ["a\ufffdb", "\ufffd"], "n": 1}
+        assert row.response_body == "text \ufffd body"
+        assert row.error == "failed \ufffd"
+
     def test_any_exception_is_swallowed(self, monkeypatch):
         def broken(**kwargs):
             raise RuntimeError("boom")

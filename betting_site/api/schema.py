@@ -1,8 +1,8 @@
 """Shared pieces of the OpenAPI document (drf-spectacular).
 
 Nothing here changes how a request is handled: the serializers only describe
-shapes, the extensions only name the authentication schemes, and the hook only
-renames the documented paths.
+shapes, the extensions only name the authentication schemes, and the hooks only
+rename the documented paths and add the answers of the layers around the views.
 
 - ``ErrorEnvelopeSerializer`` (component ``ErrorEnvelope``): the one error shape of
   every layer under ``/api/``; ``error_responses(...)`` maps status codes to it.
@@ -14,6 +14,9 @@ renames the documented paths.
   ``provider.permissions.AdminTokenAuthentication``.
 - ``strip_trailing_slashes``: a postprocessing hook; the URL patterns accept an
   optional trailing slash and the contract's paths have none.
+- ``add_common_error_responses``: a postprocessing hook documenting, on every
+  operation, the errors that layers outside the view can answer (405, 406, 413,
+  429, 500), so that the views list only their own.
 """
 
 from collections.abc import Iterable
@@ -28,6 +31,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from betting_site.api import ratelimit
 from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 JWT_SCHEME = "jwtAuth"
@@ -42,6 +46,12 @@ TAG_BETS = "bets"
 TAG_WALLET = "wallet"
 TAG_INTERNAL = "internal"
 TAG_OPERATIONS = "operations"
+
+REQUEST_ID_HEADER_DESCRIPTION = "The request id (also error.requestId in the envelope)."
+RETRY_AFTER_DESCRIPTION = "Seconds to wait before retrying."
+_HTTP_METHODS = frozenset(
+    {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+)
 
 
 class JWTScheme(OpenApiAuthenticationExtension):
@@ -120,6 +130,8 @@ ERROR_DESCRIPTIONS = {
     401: "UNAUTHORIZED: missing, expired, revoked or malformed token",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED: the Allow header lists the methods of this path",
+    406: "NOT_ACCEPTABLE: the Accept header excludes application/json",
     409: "Conflict; retry after Retry-After seconds",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE (JSON only)",
@@ -141,6 +153,57 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiRespon
         )
         for code in codes
     }
+
+
+def _error_response(code: int) -> dict:
+    headers = {
+        "X-Request-ID": {
+            "schema": {"type": "string"},
+            "description": REQUEST_ID_HEADER_DESCRIPTION,
+        }
+    }
+    if code == 405:
+        headers["Allow"] = {
+            "schema": {"type": "string"},
+            "description": "The methods this path accepts.",
+        }
+    if code in (409, 429, 503):
+        headers["Retry-After"] = {
+            "schema": {"type": "integer"},
+            "description": RETRY_AFTER_DESCRIPTION,
+        }
+    return {
+        "headers": headers,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorEnvelope"}
+            }
+        },
+        "description": ERROR_DESCRIPTIONS[code],
+    }
+
+
+def add_common_error_responses(result: dict, **kwargs: Any) -> dict:
+    """Document on every operation the errors answered before or around its view:
+    405 (another method), 406 (an Accept without JSON) and 500 everywhere, 413
+    where there is a body, 429 wherever the global rate limit applies. A view's
+    own description of one of these codes is kept."""
+    for path, item in result["paths"].items():
+        for method, operation in item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            codes = [405, 406, 500]
+            if "requestBody" in operation:
+                codes.append(413)
+            if path not in ratelimit.EXEMPT_PATHS:
+                codes.append(429)
+            responses = operation.setdefault("responses", {})
+            for code in sorted(codes):
+                responses.setdefault(str(code), _error_response(code))
+            operation["responses"] = dict(
+                sorted(responses.items(), key=lambda entry: entry[0])
+            )
+    return result
 
 
 # Codes any caller of an authenticated endpoint may see (rate limits, crashes).
@@ -178,7 +241,7 @@ def api_headers(
             type=str,
             location=OpenApiParameter.HEADER,
             response=True,
-            description="The request id (also error.requestId in the envelope).",
+            description=REQUEST_ID_HEADER_DESCRIPTION,
         )
     ]
     retry = [code for code in codes if code in (409, 429, 503)]
@@ -189,7 +252,7 @@ def api_headers(
                 type=int,
                 location=OpenApiParameter.HEADER,
                 response=retry,
-                description="Seconds to wait before retrying.",
+                description=RETRY_AFTER_DESCRIPTION,
             )
         )
     replayable = list(replayable)

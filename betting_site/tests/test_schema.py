@@ -189,3 +189,70 @@ def test_swagger_ui_uses_only_local_files(client, path):
     script = client.get(init[0].replace("&amp;", "&"))
     assert script.status_code == 200
     assert "SwaggerUIBundle" in script.content.decode()
+
+
+def _csp_directives(header: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in header.split(";"):
+        name, *values = part.split()
+        directives[name] = values
+    return directives
+
+
+def test_swagger_ui_has_nothing_inline_for_the_csp_to_block(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    policy = _csp_directives(response["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
+    html = response.content.decode()
+    # drf-spectacular's inline <style> lives in a static file (the template is
+    # overridden); no inline script, style attribute or event handler either.
+    assert "<style" not in html.lower()
+    assert not re.search(r"<script\b[^>]*>\s*[^<\s]", html)
+    assert not re.search(r"\sstyle\s*=", html, re.IGNORECASE)
+    assert not re.search(r"\son[a-z]+\s*=", html, re.IGNORECASE)
+    stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]*)"', html)
+    page_css = "/static/api_docs/swagger-ui-page.css"
+    assert page_css in stylesheets
+    css = client.get(page_css)
+    assert css.status_code == 200
+    assert "box-sizing" in b"".join(css.streaming_content).decode()
+
+
+def test_every_operation_documents_the_errors_of_the_layers_around_its_view(schema):
+    for path, methods in CONTRACT_PATHS.items():
+        for method in methods:
+            operation = _operation(schema, path, method)
+            responses = operation["responses"]
+            expected = {"405", "406", "500"}
+            if "requestBody" in operation:
+                expected.add("413")
+            if not path.startswith("/api/health"):
+                expected.add("429")
+            assert expected <= set(responses), (path, method)
+            for code in expected:
+                assert _response_ref(operation, code) == ENVELOPE_REF, (path, code)
+            assert "Allow" in responses["405"]["headers"], path
+            if "429" in responses:
+                assert "Retry-After" in responses["429"]["headers"], path
+    # The health endpoints are never rate limited, so they do not document 429.
+    assert "429" not in _operation(schema, "/api/health/live", "get")["responses"]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "status", "code"),
+    [
+        ("delete", {}, 405, "METHOD_NOT_ALLOWED"),
+        ("get", {"HTTP_ACCEPT": "text/html"}, 406, "NOT_ACCEPTABLE"),
+    ],
+)
+def test_the_documented_405_and_406_are_the_envelope(
+    client, method, headers, status, code
+):
+    response = getattr(client, method)("/api/health/live", **headers)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert response["X-Request-ID"]
+    if status == 405:
+        assert "GET" in response["Allow"]
