@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SIMULATOR_PORT ?= 8081
 
-.PHONY: run test lint format migrate clean
+.PHONY: run test fuzz lint format migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(VENV)/.dev lint
 		>/dev/null || \
 		(echo "Model changes without a migration: run makemigrations" && exit 1)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+	@if [ "$(FUZZ)" != 0 ]; then $(MAKE) --no-print-directory fuzz; fi
+
+## fuzz: Schemathesis against the live server (gunicorn + provider simulator), about
+## 1.5 minutes (cut off at 200 s); output in run/fuzz/. `make test FUZZ=0` skips it.
+fuzz: $(VENV)/.dev
+	BIN=$(BIN) bash scripts/api-fuzz.sh
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -45,3 +51,20 @@ migrate: $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) .coverage htmlcov .pytest_cache .ruff_cache
+
+# --- Performance and reliability (bench/; see the README) ---
+.PHONY: bench soak
+BENCH_ARGS ?= --profile
+SOAK_ARGS ?=
+
+## bench: POST /api/bets throughput, latency and cost under gunicorn, PostgreSQL and
+## Redis, with its baselines; reports in bench/results/bench-latest.{json,md}
+bench: $(VENV)/.dev
+	bash bench/services.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## soak: mixed traffic, injected faults and server kills in both stake modes, then
+## settle_pending, reconcile --fix, check_ledger; bench/results/soak-latest.{json,md}
+soak: $(VENV)/.dev
+	bash bench/services.sh
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -122,3 +122,32 @@ def make_player(provider):
         return user
 
     return make
+
+
+# --- Hypothesis (the property-based tests) ------------------------------------------
+# "ci", the default: a small, derandomized budget, so CI is fast and a failure
+# reproduces on every run. HYPOTHESIS_PROFILE=thorough explores ten times more,
+# with fresh random examples each run (failures are kept in .hypothesis/ and tried
+# first next time). Each property test scales max_examples and stateful_step_count
+# from the loaded profile.
+def _register_hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
+
+    common = {
+        "deadline": None,
+        "print_blob": True,
+        "suppress_health_check": [HealthCheck.too_slow],
+    }
+    hypothesis_settings.register_profile(
+        "ci", max_examples=40, stateful_step_count=25, derandomize=True, **common
+    )
+    hypothesis_settings.register_profile(
+        "thorough", max_examples=400, stateful_step_count=60, **common
+    )
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_register_hypothesis_profiles()

@@ -1,0 +1,1 @@
+"""Benchmark and soak harness: ``make bench`` and ``make soak`` (see README)."""

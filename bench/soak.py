@@ -1,0 +1,675 @@
+"""``make soak``: mixed traffic under injected faults and server crashes, in each
+``PROVIDER_STAKE_MODE``, then the operator commands must leave every account
+equal to the provider and every invariant intact.
+
+For each stake mode, on a fresh database ``betting_soak`` and Redis database 13:
+
+1. start the simulator (that stake mode) and the server under gunicorn, seed
+   players (linked and funded at the simulator);
+2. make the simulator misbehave: on ``POST /bet``, ``POST /win``, ``POST
+   /balance``, ``POST /auth`` and ``GET /bet``, every fault kind fires with
+   ``--fault-rate`` probability (``numeric_bet_id`` on ``POST /bet`` only;
+   delays once short and once longer than the read timeout, 2 s here);
+3. run mixed traffic for ``--seconds``: bets with an ``Idempotency-Key`` (some
+   replayed), balance reads, transaction and bet lists, results, recommendations;
+   meanwhile SIGKILL the whole server (master and workers) and restart it
+   ``--kills`` times, and SIGKILL single workers ``--worker-kills`` times;
+4. stop the faults, wait for the leases of killed processes to expire, then run
+   ``settle_pending``, ``reconcile --fix``, ``check_ledger`` and ``reconcile``,
+   and compare every account's ledger balance and every bet with the
+   simulator's own state.
+
+Writes ``bench/results/soak-latest.json`` and ``.md``. Exit status 1 when any
+invariant fails.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from bench import loadgen, report
+from bench.run import RESULTS, code_facts, machine_facts, step
+from bench.stack import ROOT, Stack, StackConfig
+
+FAULT_ENDPOINTS = [
+    ("/bet", "POST"),
+    ("/win", "POST"),
+    ("/balance", "POST"),
+    ("/auth", "POST"),
+    ("/bet", "GET"),
+]
+READ_TIMEOUT = 2.0
+SHORT_DELAY, LONG_DELAY = 0.2, READ_TIMEOUT + 0.5
+MIX = [
+    ("bet", 50),
+    ("bet replay", 5),
+    ("balance", 15),
+    ("transactions", 10),
+    ("result", 10),
+    ("bets list", 5),
+    ("recommended", 5),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds", type=float, default=150, help="traffic per stake mode"
+    )
+    parser.add_argument("--modes", default="debit_on_loss,debit_on_place")
+    parser.add_argument("--players", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.015,
+        help="probability of each fault kind on each provider endpoint",
+    )
+    parser.add_argument("--kills", type=int, default=2, help="whole-server kills")
+    parser.add_argument("--worker-kills", type=int, default=2)
+    parser.add_argument("--balance", default="2000")
+    parser.add_argument(
+        "--drift-accounts",
+        type=int,
+        default=3,
+        help="accounts whose provider balance is changed behind the server's back "
+        "after settle_pending (reconcile --fix must book it)",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="timestamped copies too")
+    parser.add_argument("--output", default="soak-latest")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "kind": "soak",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "arguments": vars(args),
+        "machine": machine_facts(),
+        "code": code_facts(),
+        "description": (
+            f"Per stake mode: {args.seconds:g} s of mixed traffic from "
+            f"{args.players} players at {args.concurrency} concurrent clients; every "
+            f"fault kind at {args.fault_rate:.1%} on each provider endpoint; "
+            f"{args.kills} whole-server SIGKILLs with restart and "
+            f"{args.worker_kills} single-worker SIGKILLs; then settle_pending, "
+            "reconcile --fix, check_ledger, reconcile, and a comparison of every "
+            "account and bet with the simulator's state. The provider read timeout "
+            f"is {READ_TIMEOUT:g} s (long delays become timeouts) and provider "
+            "sessions last 10 s (so POST /auth is called, and faulted, throughout). "
+            f"After settle_pending, {args.drift_accounts} accounts are moved at the "
+            "provider behind the server's back, for reconcile --fix to find."
+        ),
+        "modes": [],
+    }
+    try:
+        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+            result["modes"].append(soak_mode(mode, args))
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        result["ok"] = bool(result["modes"]) and all(
+            mode.get("ok") for mode in result["modes"]
+        )
+        if result.get("error"):
+            result["ok"] = False
+        result["duration_s"] = round(time.monotonic() - started, 1)
+        paths = report.write(result, RESULTS, args.output, keep=args.keep)
+        for mode in result["modes"]:
+            print(f"{mode['stake_mode']}: {'PASS' if mode.get('ok') else 'FAIL'}")
+            for failure in mode.get("failures", []):
+                print(f"  - {failure}")
+            for key, value in mode.get("final", {}).items():
+                print(f"  {key}: {value}")
+        print(f"Soak {'PASS' if result['ok'] else 'FAIL'} in {result['duration_s']} s")
+        print("Reports: " + ", ".join(str(path.relative_to(ROOT)) for path in paths))
+    return 0 if result["ok"] else 1
+
+
+def soak_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    config = StackConfig(
+        name=f"soak-{mode}",
+        database="betting_soak",
+        redis_db=13,
+        simulator_port=18411,
+        server_port=18412,
+        stake_mode=mode,
+        simulator_seed=args.seed,
+        # Provider sessions expire every 10 s, so that POST /auth (and its
+        # faults) is part of the traffic too.
+        extra_env={
+            "EXTERNAL_API_READ_TIMEOUT": str(READ_TIMEOUT),
+            "PROVIDER_SESSION_TTL": "10",
+        },
+    )
+    entry: dict[str, Any] = {"stake_mode": mode, "players": args.players}
+    with Stack(config) as stack:
+        step(f"[{mode}] fresh database betting_soak, Redis db 13, migrations")
+        stack.prepare()
+        stack.start()
+        step(f"[{mode}] seeding {args.players} players")
+        players = seed(stack, args)
+        rules = install_faults(stack, args.fault_rate)
+        entry["fault_rules"] = rules
+        step(
+            f"[{mode}] {args.seconds:g} s of mixed traffic, {args.kills} server "
+            f"kills, {args.worker_kills} worker kills"
+        )
+        traffic = asyncio.run(drive(stack, players, args))
+        entry.update(traffic)
+        fired = stack.control("GET", "faults")["faults"]
+        entry["faults_fired"] = fault_counts(fired)
+        by_kind: Counter[str] = Counter()
+        for rule in fired:
+            by_kind[rule["kind"]] += rule["fired"]
+        entry["faults_fired_by_kind"] = dict(sorted(by_kind.items()))
+        entry["faults_fired_total"] = sum(rule["fired"] for rule in fired)
+        stack.control("DELETE", "faults")
+        entry["before_settling"] = database_state(stack)
+        step(f"[{mode}] waiting for the leases of killed processes to expire")
+        entry["lease_wait_s"] = wait_for_leases(stack)
+        step(f"[{mode}] settle_pending, reconcile --fix, check_ledger, reconcile")
+        entry["steps"] = operator_steps(stack, players, args.drift_accounts, entry)
+        step(f"[{mode}] comparing every account and bet with the simulator")
+        simulator = stack.control("GET", "state")
+        entry["final"], entry["failures"] = verify(
+            stack, simulator, entry["steps"], entry["drift_injected"]
+        )
+    entry["ok"] = not entry["failures"]
+    step(f"[{mode}] {'PASS' if entry['ok'] else 'FAIL'}")
+    return entry
+
+
+def fault_counts(rules: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rule in rules:
+        name = f"{rule['kind']} {rule['method']} {rule['path']}"
+        if rule["kind"].startswith("delay"):
+            name += f" {rule['delay']:g}s"
+        counts[name] = counts.get(name, 0) + rule["fired"]
+    return counts
+
+
+def seed(stack: Stack, args: argparse.Namespace) -> list[loadgen.Client]:
+    out = stack.run_dir / "players.json"
+    done = stack.python(
+        "-m",
+        "bench.seed",
+        "--players",
+        str(args.players),
+        "--balance",
+        args.balance,
+        "--prefix",
+        "soak",
+        "--first-external-id",
+        "600000",
+        "--control-url",
+        stack.control_url,
+        "--out",
+        str(out),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding failed:\n{done.stderr[-3000:]}")
+    rng = random.Random(args.seed)
+    return [
+        loadgen.Client(
+            user_id=str(player["user_id"]),
+            token=player["token"],
+            rng=random.Random(rng.random()),
+        )
+        for player in json.loads(out.read_text())
+    ]
+
+
+def install_faults(stack: Stack, rate: float) -> int:
+    """Every fault kind on every provider endpoint, each with probability
+    ``rate`` (delays: half short, half longer than the read timeout)."""
+    count = 0
+    for path, method in FAULT_ENDPOINTS:
+        rules: list[dict[str, Any]] = [
+            {"kind": "error_before"},
+            {"kind": "error_after"},
+            {"kind": "rate_limit", "retry_after": 1},
+            {"kind": "malformed_json"},
+            {"kind": "drop_before"},
+            {"kind": "drop_after"},
+            # A delay kind fires at ``rate`` in all: half short, half a timeout.
+            {"kind": "delay_before", "delay": SHORT_DELAY},
+            {"kind": "delay_before", "delay": LONG_DELAY},
+            {"kind": "delay_after", "delay": SHORT_DELAY},
+            {"kind": "delay_after", "delay": LONG_DELAY},
+        ]
+        if (path, method) == ("/bet", "POST"):
+            rules.append({"kind": "numeric_bet_id"})
+        for rule in rules:
+            probability = rate / 2 if rule["kind"].startswith("delay") else rate
+            stack.control(
+                "POST",
+                "faults",
+                {
+                    "path": path,
+                    "method": method,
+                    "times": None,
+                    "probability": probability,
+                    **rule,
+                },
+            )
+            count += 1
+    return count
+
+
+# --- traffic --------------------------------------------------------------------------
+
+
+async def drive(
+    stack: Stack, players: list[loadgen.Client], args: argparse.Namespace
+) -> dict[str, Any]:
+    base = stack.server_url
+    seconds = args.seconds
+    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    replays = Counter()
+    transport_errors = [0]
+    end = time.monotonic() + seconds
+    groups = [players[i :: args.concurrency] for i in range(args.concurrency)]
+    names = [name for name, _ in MIX]
+    weights = [weight for _, weight in MIX]
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async def request(session, method, path, client, **kwargs) -> tuple[int, Any]:
+        headers = {
+            "Authorization": f"Bearer {client.token}",
+            **kwargs.pop("headers", {}),
+        }
+        async with session.request(
+            method, f"{base}{path}", headers=headers, **kwargs
+        ) as response:
+            raw = await response.read()
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            return response.status, (data, response.headers)
+
+    def label(status: int, data: Any) -> str:
+        if isinstance(data, dict):
+            if data.get("success") is False and isinstance(data.get("error"), dict):
+                return f"{status} {data['error'].get('code')}"
+            if status == 201 and "status" in data:
+                return f"{status} {data['status']}"
+        return str(status)
+
+    async def user(session, own: list[loadgen.Client], rng: random.Random) -> None:
+        while time.monotonic() < end:
+            client = rng.choice(own)
+            action = rng.choices(names, weights)[0]
+            try:
+                if action in ("bet", "bet replay"):
+                    key = uuid.uuid4().hex
+                    body = {"amount": rng.randint(1, 5)}
+                    status, (data, _) = await request(
+                        session,
+                        "POST",
+                        "/api/bets",
+                        client,
+                        json=body,
+                        headers={"Idempotency-Key": key},
+                    )
+                    outcomes["POST /api/bets"][label(status, data)] += 1
+                    if status == 201 and isinstance(data, dict):
+                        client.last_bet_id = data.get("id")
+                    if action == "bet replay" and status in (201, 502):
+                        again, (replayed, headers) = await request(
+                            session,
+                            "POST",
+                            "/api/bets",
+                            client,
+                            json=body,
+                            headers={"Idempotency-Key": key},
+                        )
+                        same = again == status and replayed == data
+                        flagged = headers.get("Idempotent-Replayed") == "true"
+                        replays["same answer" if same and flagged else "different"] += 1
+                elif action == "balance":
+                    status, (data, _) = await request(
+                        session, "GET", "/api/balance", client
+                    )
+                    outcomes["GET /api/balance"][label(status, data)] += 1
+                elif action == "transactions":
+                    status, (data, _) = await request(
+                        session, "GET", "/api/transactions?page=1&limit=10", client
+                    )
+                    outcomes["GET /api/transactions"][label(status, data)] += 1
+                elif action == "result" and client.last_bet_id:
+                    status, (data, _) = await request(
+                        session, "GET", f"/api/bets/result/{client.last_bet_id}", client
+                    )
+                    outcomes["GET /api/bets/result/{id}"][label(status, data)] += 1
+                elif action == "bets list":
+                    status, (data, _) = await request(
+                        session, "GET", "/api/bets?status=pending", client
+                    )
+                    outcomes["GET /api/bets"][label(status, data)] += 1
+                elif action == "recommended":
+                    status, (data, _) = await request(
+                        session, "GET", "/api/bets/recommended", client
+                    )
+                    outcomes["GET /api/bets/recommended"][label(status, data)] += 1
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                transport_errors[0] += 1
+                outcomes["transport errors"][type(exc).__name__] += 1
+                await asyncio.sleep(0.3)
+
+    async def chaos() -> dict[str, Any]:
+        """Kill the whole server at 1/4 and 2/4 of the run (for two kills),
+        restarting it at once, and single workers in between."""
+        events = []
+        slots = args.kills + 2
+        kill_times = [seconds * (i + 1) / slots for i in range(args.kills)]
+        worker_times = [seconds * (i + 1.5) / slots for i in range(args.worker_kills)]
+        plan = sorted(
+            [(t, "server") for t in kill_times] + [(t, "worker") for t in worker_times]
+        )
+        begin = time.monotonic()
+        for at, what in plan:
+            await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
+            if what == "server":
+                killed = await asyncio.to_thread(stack.kill_server)
+                down = time.monotonic()
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(stack.start_server)
+                events.append(
+                    {
+                        "at_s": round(at, 1),
+                        "what": "SIGKILL master and workers, restart",
+                        "processes": killed,
+                        "down_s": round(time.monotonic() - down, 1),
+                    }
+                )
+            else:
+                pid = await asyncio.to_thread(stack.kill_worker)
+                events.append(
+                    {"at_s": round(at, 1), "what": "SIGKILL one worker", "pid": pid}
+                )
+        return {"events": events}
+
+    connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        chaos_task = asyncio.create_task(chaos())
+        await asyncio.gather(
+            *(
+                user(session, group, random.Random(index))
+                for index, group in enumerate(groups)
+                if group
+            )
+        )
+        chaos_events = await chaos_task
+    total = sum(sum(counter.values()) for counter in outcomes.values())
+    return {
+        "traffic_s": seconds,
+        "concurrency": args.concurrency,
+        "requests_total": total,
+        "requests": {
+            name: {
+                "count": sum(counter.values()),
+                "statuses": dict(counter.most_common()),
+            }
+            for name, counter in sorted(outcomes.items())
+        },
+        "idempotent_replays": dict(replays),
+        "server_kills": sum(
+            1
+            for event in chaos_events["events"]
+            if event["what"].startswith("SIGKILL m")
+        ),
+        "worker_kills": sum(
+            1
+            for event in chaos_events["events"]
+            if event["what"] == "SIGKILL one worker"
+        ),
+        "chaos": chaos_events["events"],
+    }
+
+
+# --- after the traffic ----------------------------------------------------------------
+
+
+def database_state(stack: Stack) -> dict[str, Any]:
+    with psycopg.connect(stack.database_url) as conn:
+        bets = dict(
+            conn.execute("SELECT status, count(*) FROM bets GROUP BY status").fetchall()
+        )
+        attention = conn.execute(
+            "SELECT count(*) FROM bets WHERE needs_attention"
+        ).fetchone()[0]
+    return {"bets_by_status": bets, "needs_attention": attention}
+
+
+def wait_for_leases(stack: Stack, limit: float = 90) -> float:
+    """Wait until no provider lease is held (a killed process's lease expires by
+    itself after PROVIDER_LEASE_TTL); answers the seconds waited."""
+    started = time.monotonic()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        while time.monotonic() - started < limit:
+            held = conn.execute(
+                "SELECT count(*) FROM provider_leases "
+                "WHERE holder <> '' AND expires_at > now()"
+            ).fetchone()[0]
+            if not held:
+                break
+            time.sleep(1)
+    return round(time.monotonic() - started, 1)
+
+
+def operator_steps(
+    stack: Stack, players: list[loadgen.Client], drift: int, entry: dict[str, Any]
+) -> list[dict[str, Any]]:
+    steps = []
+    for attempt in range(3):
+        steps.append(command(stack, "settle_pending", "--wait", "5"))
+        if steps[-1]["exit_code"] == 0:
+            break
+        time.sleep(3 + attempt * 3)
+    entry["drift_injected"] = inject_drift(stack, drift)
+    steps.append(command(stack, "reconcile", "--fix"))
+    steps.append(command(stack, "check_ledger"))
+    steps.append(command(stack, "reconcile"))
+    return steps
+
+
+def inject_drift(stack: Stack, count: int) -> list[dict[str, str]]:
+    """Move some provider balances behind the server's back (as an operator at the
+    provider might): +7 on the first account, -3 on the next, alternating."""
+    state = stack.control("GET", "state")
+    soak_accounts = [
+        account
+        for account in state["accounts"]
+        if account["username"].startswith("soak") and account["balance"] is not None
+    ]
+    moved = []
+    for index, account in enumerate(soak_accounts[:count]):
+        before = Decimal(str(account["balance"]))
+        after = before + (Decimal(7) if index % 2 == 0 else Decimal(-3))
+        # Whole stakes and a 2x payout keep every balance whole.
+        stack.control(
+            "POST", "balance", {"user_id": account["user_id"], "balance": int(after)}
+        )
+        moved.append(
+            {"account": account["user_id"], "from": str(before), "to": str(after)}
+        )
+    return moved
+
+
+def command(stack: Stack, *args: str) -> dict[str, Any]:
+    done = stack.manage(*args)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    counts = Counter(line.split(" ", 1)[0] for line in lines)
+    return {
+        "command": " ".join(args),
+        "exit_code": done.returncode,
+        "summary": lines[-2:] + (errors[-2:] if done.returncode else []),
+        "line_counts": {
+            key: counts[key]
+            for key in ("FIXED", "DRIFT", "SKIPPED", "BUSY", "ERROR", "VIOLATION")
+            if counts[key]
+        },
+        "output_tail": lines[-15:],
+    }
+
+
+def verify(
+    stack: Stack,
+    simulator: dict[str, Any],
+    steps: list[dict[str, Any]],
+    drift_injected: list[dict[str, str]],
+) -> tuple[dict[str, Any], list[str]]:
+    """Every account against the provider, every bet against the provider's."""
+    failures = []
+    sim_balances = {
+        account["user_id"]: Decimal(str(account["balance"]))
+        for account in simulator["accounts"]
+        if account["balance"] is not None
+    }
+    sim_bets = {bet["id"]: bet for bet in simulator["bets"]}
+    with psycopg.connect(stack.database_url) as conn:
+        accounts = conn.execute(
+            "SELECT a.external_user_id, b.balance, b.held FROM external_api_accounts a "
+            "JOIN user_balances b ON b.user_id = a.user_id WHERE a.is_active"
+        ).fetchall()
+        bets = conn.execute(
+            "SELECT id, external_bet_id, status, amount, win_amount, needs_attention "
+            "FROM bets"
+        ).fetchall()
+        entries = dict(
+            conn.execute(
+                "SELECT type, count(*) FROM transactions GROUP BY type"
+            ).fetchall()
+        )
+        adjustments = conn.execute(
+            "SELECT count(*), coalesce(sum(abs(amount)), 0) FROM transactions "
+            "WHERE type = 'adjustment'"
+        ).fetchone()
+    differing = [
+        f"{external}: ledger {balance}, provider {sim_balances.get(external)}"
+        for external, balance, _held in accounts
+        if sim_balances.get(external) != balance
+    ]
+    held = [f"{external}: held {h}" for external, _b, h in accounts if h]
+    by_status = Counter(row[2] for row in bets)
+    known_ids = {row[1] for row in bets if row[1] is not None}
+    missing_at_provider = sorted(known_ids - set(sim_bets))
+    win_mismatch = [
+        f"bet {row[0]} ({row[1]}): ledger win {row[4]}, "
+        f"provider {sim_bets[row[1]]['win']}"
+        for row in bets
+        if row[2] == "completed"
+        and row[1] in sim_bets
+        and Decimal(str(sim_bets[row[1]]["win"] or 0)) != row[4]
+    ]
+    provider_open_of_completed = [
+        row[1]
+        for row in bets
+        if row[2] == "completed"
+        and row[1] in sim_bets
+        and sim_bets[row[1]]["status"] == "open"
+    ]
+    players = {external for external, _b, _h in accounts}
+    orphans = Counter(
+        bet["status"]
+        for bet_id, bet in sim_bets.items()
+        if bet["user_id"] in players and bet_id not in known_ids
+    )
+    void_without_id = sum(1 for row in bets if row[2] == "void" and row[1] is None)
+    final = {
+        "accounts": len(accounts),
+        "accounts_equal_to_provider": len(accounts) - len(differing),
+        "accounts_differing": len(differing),
+        "accounts_with_held_stake": len(held),
+        "bets_total": len(bets),
+        "bets_by_status": dict(sorted(by_status.items())),
+        "bets_open": by_status["pending"] + by_status["unknown"],
+        "bets_flagged_needs_attention": sum(1 for row in bets if row[5]),
+        "ledger_entries_by_type": dict(sorted(entries.items())),
+        "adjustments": adjustments[0],
+        "adjustments_abs_total": str(adjustments[1]),
+        "provider_bets_total": sum(
+            1 for bet in sim_bets.values() if bet["user_id"] in players
+        ),
+        "provider_bets_unknown_to_server": dict(orphans),
+        "void_bets_without_provider_id": void_without_id,
+        "server_bet_ids_missing_at_provider": len(missing_at_provider),
+        "completed_bets_whose_win_differs": len(win_mismatch),
+        "completed_bets_open_at_provider": len(provider_open_of_completed),
+        "drift_injected_at_provider": len(drift_injected),
+        "drift_fixed_by_reconcile": next(
+            (
+                s["line_counts"].get("FIXED", 0)
+                for s in steps
+                if s["command"] == "reconcile --fix"
+            ),
+            None,
+        ),
+    }
+    settle = [s for s in steps if s["command"].startswith("settle_pending")]
+    if not settle or settle[-1]["exit_code"] != 0:
+        failures.append("settle_pending left bets open (invariant 5)")
+    for name, label in (
+        ("reconcile --fix", "reconcile --fix could not check or fix every account"),
+        ("check_ledger", "check_ledger found violations (invariants 1-3)"),
+        ("reconcile", "reconcile after --fix still finds drift (invariant 4)"),
+    ):
+        ran = [s for s in steps if s["command"] == name]
+        if not ran or ran[-1]["exit_code"] != 0:
+            failures.append(label)
+    if differing:
+        failures.append(
+            f"{len(differing)} accounts differ from the provider: {differing[:5]}"
+        )
+    if held:
+        failures.append(f"{len(held)} accounts still hold stakes: {held[:5]}")
+    if final["bets_open"]:
+        failures.append(f"{final['bets_open']} bets still open")
+    if missing_at_provider:
+        failures.append(
+            f"{len(missing_at_provider)} bet ids unknown to the provider: "
+            f"{missing_at_provider[:5]}"
+        )
+    if win_mismatch:
+        failures.append(f"wins differ from the provider's: {win_mismatch[:5]}")
+    if provider_open_of_completed:
+        failures.append(
+            "completed bets the provider never settled: "
+            f"{provider_open_of_completed[:5]}"
+        )
+    fixed = final["drift_fixed_by_reconcile"] or 0
+    if fixed < len(drift_injected):
+        failures.append(
+            f"reconcile --fix booked {fixed} drifts, fewer than the "
+            f"{len(drift_injected)} injected"
+        )
+    if sum(orphans.values()) > void_without_id:
+        failures.append(
+            f"{sum(orphans.values())} provider bets unknown to the server, more than "
+            f"the {void_without_id} void bets without a provider id (a bet placed "
+            "twice, or lost)"
+        )
+    return final, failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
