@@ -48,8 +48,8 @@ timeout = _int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 60)
 # Recycle workers now and then (slow leaks), jittered so they do not all restart
 # at once.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
 # The heartbeat file in memory: a container's /tmp may be a slow overlay filesystem.
 _SHM = "/dev/shm"  # noqa: S108 - gunicorn's own heartbeat files, not user data
 if os.path.isdir(_SHM):

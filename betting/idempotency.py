@@ -155,21 +155,27 @@ def _claim(
     *, caller: str, key: str, endpoint: str, request_hash: str, user_id: int | None
 ) -> _Claim:
     now = timezone.now()
-    IdempotencyKey.objects.filter(caller=caller, key=key, expires_at__lt=now).delete()
-    try:
-        with transaction.atomic():
-            record = IdempotencyKey.objects.create(
-                caller=caller,
-                user_id=user_id,
-                key=key,
-                endpoint=endpoint,
-                request_hash=request_hash,
-                locked_until=now + KEY_LEASE,
-                expires_at=now + KEY_LIFETIME,
-            )
-        return _Claim(record, True)
-    except IntegrityError:
-        pass
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                record = IdempotencyKey.objects.create(
+                    caller=caller,
+                    user_id=user_id,
+                    key=key,
+                    endpoint=endpoint,
+                    request_hash=request_hash,
+                    locked_until=now + KEY_LEASE,
+                    expires_at=now + KEY_LIFETIME,
+                )
+            return _Claim(record, True)
+        except IntegrityError:
+            # Taken: by an expired use of the key (forget it and claim it again,
+            # once), or by a live one (answered below).
+            expired = IdempotencyKey.objects.filter(
+                caller=caller, key=key, expires_at__lt=now
+            ).delete()[0]
+            if not expired:
+                break
     record = IdempotencyKey.objects.get(caller=caller, key=key)
     if record.request_hash != request_hash:
         raise KeyMismatch()

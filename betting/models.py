@@ -104,8 +104,9 @@ class Bet(models.Model):
 class ProviderLease(models.Model):
     """Serialises one user's provider operations across processes and machines.
 
-    Claimed by one conditional UPDATE (free, or expired); renewed before each
-    provider call; released by its holder. A crashed holder's lease simply expires.
+    Claimed by one conditional upsert (free, or expired); renewed before a
+    provider call when it is getting old; released by its holder. A crashed
+    holder's lease simply expires.
     """
 
     user = models.OneToOneField(

@@ -176,15 +176,14 @@ def _bet_open(
     available = wallet.balance - wallet.held
     if available < amount:
         raise InsufficientBalance(details={"available": available, "amount": amount})
-    try:
-        with transaction.atomic():
-            bet = Bet.objects.create(
-                user=user,
-                account=account,
-                amount=amount,
-                status=Bet.Status.PENDING,
-                stake_mode=settings.PROVIDER_STAKE_MODE,
-            )
+    try:  # no savepoint: the refusal aborts this whole transaction anyway
+        bet = Bet.objects.create(
+            user=user,
+            account=account,
+            amount=amount,
+            status=Bet.Status.PENDING,
+            stake_mode=settings.PROVIDER_STAKE_MODE,
+        )
     except IntegrityError:  # another open bet: the lease makes this a bug, not a race
         raise BetInProgress("A previous bet of this user is still open") from None
     wallet.held += amount
@@ -197,7 +196,7 @@ def _bet_open(
 @transaction.atomic
 def _bet_fail(*, bet: Bet, reason: str) -> Bet:
     """It certainly never took effect: release the hold."""
-    wallet = wallet_lock(user=bet.user)
+    wallet = wallet_lock(user=_owner(bet))
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     if bet.status not in Bet.OPEN_STATUSES:
         return bet
@@ -220,10 +219,31 @@ def _bet_mark_unknown(*, bet: Bet, reason: str) -> Bet:
     return bet
 
 
-@transaction.atomic
 def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
     """The provider took it: save its id (debit_on_place: post the stake)."""
-    wallet = wallet_lock(user=bet.user)
+    if bet.stake_mode == DEBIT_ON_PLACE:
+        return _bet_record_placed_and_debited(bet=bet, external_bet_id=external_bet_id)
+    # debit_on_loss: no money moves yet, so one conditional write is enough (the
+    # lease keeps every other writer of this bet away).
+    try:
+        with transaction.atomic():
+            saved = Bet.objects.filter(
+                pk=bet.pk, status=Bet.Status.PENDING, external_bet_id__isnull=True
+            ).update(external_bet_id=external_bet_id, updated_at=timezone.now())
+    except IntegrityError:
+        saved = 0
+    if not saved:  # a duplicate id, or the bet moved on: the careful path decides
+        return _bet_record_placed_and_debited(bet=bet, external_bet_id=external_bet_id)
+    bet.external_bet_id = external_bet_id
+    bet_outcome_record(outcome=BET_PLACED)
+    return bet
+
+
+@transaction.atomic
+def _bet_record_placed_and_debited(*, bet: Bet, external_bet_id: str) -> Bet:
+    """Save the provider's id under the locks and, debit_on_place, post the stake
+    (also the careful path for an id that is already in use)."""
+    wallet = wallet_lock(user=_owner(bet))
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     try:
         with transaction.atomic():
@@ -246,16 +266,15 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
         return bet
     if bet.stake_mode == DEBIT_ON_PLACE:
         ledger_post(
-            user=bet.user,
+            user=_owner(bet),
             entry_type=Transaction.Type.BET_PLACE,
             amount=-bet.amount,
             bet=bet,
             description=f"Stake of bet {bet.pk}",
             evidence={"external_bet_id": external_bet_id},
+            wallet=wallet,
+            release_hold=bet.amount,
         )
-        wallet.refresh_from_db()
-        wallet.held = max(ZERO, wallet.held - bet.amount)
-        wallet.save(update_fields=["held", "updated_at"])
     bet_outcome_record(outcome=BET_PLACED)
     return bet
 
@@ -263,33 +282,35 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
 @transaction.atomic
 def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
     """Book the result exactly once: the ledger entries, the hold, the status."""
-    wallet = wallet_lock(user=bet.user)
+    wallet = wallet_lock(user=_owner(bet))
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     if bet.status != Bet.Status.PENDING:
         return bet  # settled already: money never moves twice
     win = to_money(win)
+    # debit_on_loss held the stake until now: released in the same write.
+    release = bet.amount if bet.stake_mode == DEBIT_ON_LOSS else None
     if win > 0:
         ledger_post(
-            user=bet.user,
+            user=_owner(bet),
             entry_type=Transaction.Type.BET_WIN,
             amount=win,
             bet=bet,
             description=f"Win of bet {bet.pk}",
             evidence=evidence,
+            wallet=wallet,
+            release_hold=release,
         )
     else:
         ledger_post(
-            user=bet.user,
+            user=_owner(bet),
             entry_type=Transaction.Type.BET_LOSS,
             amount=-bet.amount if bet.stake_mode == DEBIT_ON_LOSS else ZERO,
             bet=bet,
             description=f"Loss of bet {bet.pk}",
             evidence=evidence,
+            wallet=wallet,
+            release_hold=release,
         )
-    if bet.stake_mode == DEBIT_ON_LOSS:
-        wallet.refresh_from_db()
-        wallet.held = max(ZERO, wallet.held - bet.amount)
-        wallet.save(update_fields=["held", "updated_at"])
     bet.status = Bet.Status.COMPLETED
     bet.win_amount = win
     bet.completed_at = timezone.now()
@@ -312,20 +333,20 @@ def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
 def _bet_void(*, bet: Bet, reason: str, debited: bool) -> Bet:
     """It reached the provider, or may have, but can never be settled. With
     ``debited`` the provider's balance shows the stake was taken: post it."""
-    wallet = wallet_lock(user=bet.user)
+    wallet = wallet_lock(user=_owner(bet))
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     if bet.status not in Bet.OPEN_STATUSES:
         return bet
     if debited:
         ledger_post(
-            user=bet.user,
+            user=_owner(bet),
             entry_type=Transaction.Type.BET_PLACE,
             amount=-bet.amount,
             bet=bet,
             description=f"Stake of void bet {bet.pk}, taken by the provider",
             evidence={"reason": reason},
+            wallet=wallet,
         )
-        wallet.refresh_from_db()
     if bet.external_bet_id is None or bet.stake_mode == DEBIT_ON_LOSS:
         wallet.held = max(ZERO, wallet.held - bet.amount)
         wallet.save(update_fields=["held", "updated_at"])
@@ -523,6 +544,12 @@ def _balance_verify(*, user_id: int, client: ProviderClient, lease: Lease) -> No
     except (ProviderError, LeaseLost) as exc:
         logger.info("Balance check after settlement skipped: %s", _why(exc))
         return
+    now = timezone.now()
+    # The usual case, in one statement: the ledger agrees with the provider.
+    if UserBalance.objects.filter(user_id=user_id, balance=provider_balance).update(
+        external_balance=provider_balance, last_checked_at=now, updated_at=now
+    ):
+        return
     with transaction.atomic():
         wallet = wallet_lock(user=User(pk=user_id))
         open_bets = Bet.objects.filter(
@@ -555,6 +582,11 @@ def _balance_verify(*, user_id: int, client: ProviderClient, lease: Lease) -> No
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def _owner(bet: Bet) -> User:
+    """The bet's user as a key only: no query to load it."""
+    return User(pk=bet.user_id)
 
 
 def _why(exc: Exception) -> str:

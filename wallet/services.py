@@ -23,12 +23,15 @@ def wallet_ensure(*, user: User) -> UserBalance:
 
 
 def wallet_lock(*, user: User) -> UserBalance:
-    """The user's balance row, locked until the end of the current transaction."""
-    wallet_ensure(user=user)
-    return UserBalance.objects.select_for_update().get(user=user)
+    """The user's balance row, locked until the end of the current transaction
+    (one statement once the row exists)."""
+    wallet = UserBalance.objects.select_for_update().filter(user_id=user.pk).first()
+    if wallet is None:
+        wallet_ensure(user=user)
+        wallet = UserBalance.objects.select_for_update().get(user_id=user.pk)
+    return wallet
 
 
-@transaction.atomic
 def ledger_post(
     *,
     user: User,
@@ -39,16 +42,49 @@ def ledger_post(
     evidence: dict | None = None,
     actor: User | None = None,
     external_balance: Decimal | None = None,
+    wallet: UserBalance | None = None,
+    release_hold: Decimal | None = None,
 ) -> Transaction:
     """Append one entry and move the cached balance with it, under the row lock.
 
     ``balance_before`` is read under the lock, so entries chain in id order. The
     database refuses a second entry for the same bet event, a second initial
     balance, a broken chain and a negative balance. ``external_balance``, when the
-    provider's figure is known at this moment, is stored alongside.
+    provider's figure is known at this moment, is stored alongside. A caller that
+    already holds the row lock passes its ``wallet`` (it is updated in place), and
+    ``release_hold`` lowers ``held`` in the same write.
     """
-    amount = to_money(amount)
-    wallet = wallet_lock(user=user)
+    # A caller passing its locked wallet is inside its own transaction and lets
+    # any error abort it: no savepoint needed. Otherwise a savepoint, so that a
+    # caller may catch the database's refusal and go on.
+    with transaction.atomic(savepoint=wallet is None):
+        return _ledger_post(
+            user=user,
+            entry_type=entry_type,
+            amount=to_money(amount),
+            bet=bet,
+            description=description,
+            evidence=evidence,
+            actor=actor,
+            external_balance=external_balance,
+            wallet=wallet or wallet_lock(user=user),
+            release_hold=release_hold,
+        )
+
+
+def _ledger_post(
+    *,
+    user: User,
+    entry_type: str,
+    amount: Decimal,
+    bet,
+    description: str,
+    evidence: dict | None,
+    actor: User | None,
+    external_balance: Decimal | None,
+    wallet: UserBalance,
+    release_hold: Decimal | None,
+) -> Transaction:
     entry = Transaction.objects.create(
         user=user,
         bet=bet,
@@ -66,6 +102,9 @@ def ledger_post(
         wallet.external_balance = to_money(external_balance)
         wallet.last_checked_at = timezone.now()
         fields += ["external_balance", "last_checked_at"]
+    if release_hold is not None:
+        wallet.held = max(Decimal(0), wallet.held - release_hold)
+        fields.append("held")
     wallet.save(update_fields=fields)
     logger.info(
         "Ledger %s %s for user %s: balance %s -> %s",

@@ -1,0 +1,97 @@
+"""What one bet costs: statements per bet stay within the budget the bench
+measures (bench/), and the lease is written only when it needs to be."""
+
+import re
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.tests.factories import ExternalApiAccountFactory
+from betting.lease import LeaseLost, lease_try_claim
+from betting.models import Bet, ProviderLease
+from wallet.services import ledger_post
+
+pytestmark = pytest.mark.django_db
+
+# Statements of one POST /api/bets with an Idempotency-Key, the audit log apart
+# (bench/results/bench-latest.md lists them one by one). debit_on_place books the
+# stake in its own locked step when the provider takes the bet: 4 more.
+STATEMENTS_PER_BET = {"debit_on_loss": 18, "debit_on_place": 22}
+_NOT_COUNTED = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)")
+
+
+@pytest.fixture
+def player(provider, user, stake_mode):
+    provider.add_account("9301", "api-secret", balance=Decimal("500"))
+    ExternalApiAccountFactory(user=user, external_user_id="9301", secret="api-secret")
+    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("500"))
+    return user
+
+
+def _bet(client, key: str):
+    return client.post(
+        "/api/bets",
+        data='{"amount": 3}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def test_a_bet_stays_within_its_statement_budget(auth_client, player, stake_mode):
+    assert _bet(auth_client, "warm-up-key-0001").status_code == 201  # POST /auth
+    with CaptureQueriesContext(connection) as queries:
+        response = _bet(auth_client, "measured-key-0002")
+    assert response.status_code == 201
+    assert response.json()["status"] == Bet.Status.COMPLETED
+    # The test's own transaction turns each atomic block into a savepoint; in
+    # production those are BEGIN/COMMIT, not statements.
+    statements = [
+        q["sql"]
+        for q in queries.captured_queries
+        if not _NOT_COUNTED.match(q["sql"]) and "api_logs" not in q["sql"]
+    ]
+    assert len(statements) <= STATEMENTS_PER_BET[stake_mode], "\n".join(statements)
+    audit = [
+        q for q in queries.captured_queries if 'INSERT INTO "api_logs"' in q["sql"]
+    ]
+    assert len(audit) == 4  # POST /api/bets and its three provider calls
+
+
+def test_a_young_lease_is_not_written_again(user, settings):
+    settings.PROVIDER_LEASE_TTL = 60
+    lease = lease_try_claim(user_id=user.pk, operation="bet_place")
+    with CaptureQueriesContext(connection) as queries:
+        lease.renew()
+    assert queries.captured_queries == []
+
+
+def test_an_old_lease_is_renewed_and_a_taken_one_is_lost(user, settings):
+    settings.PROVIDER_LEASE_TTL = 60
+    lease = lease_try_claim(user_id=user.pk, operation="bet_place")
+    lease._renewed_at = time.monotonic() - 11  # more than a sixth of the TTL ago
+    before = ProviderLease.objects.get(user_id=user.pk).expires_at
+    lease.renew()
+    assert ProviderLease.objects.get(user_id=user.pk).expires_at > before
+
+    ProviderLease.objects.filter(user_id=user.pk).update(holder="someone-else")
+    lease._renewed_at = time.monotonic() - 11
+    with pytest.raises(LeaseLost):
+        lease.renew()
+    with pytest.raises(LeaseLost):
+        lease.renew(force=True)
+
+
+def test_a_held_lease_is_not_claimed_and_an_expired_one_is(user, settings):
+    settings.PROVIDER_LEASE_TTL = 60
+    first = lease_try_claim(user_id=user.pk, operation="bet_place")
+    assert first is not None
+    assert lease_try_claim(user_id=user.pk, operation="bet_resolve") is None
+    ProviderLease.objects.filter(user_id=user.pk).update(expires_at=None)
+    second = lease_try_claim(user_id=user.pk, operation="bet_resolve")
+    assert second is not None
+    assert second.holder != first.holder
+    row = ProviderLease.objects.get(user_id=user.pk)
+    assert (row.holder, row.operation) == (second.holder, "bet_resolve")
