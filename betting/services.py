@@ -505,7 +505,10 @@ def _settle_by_balance(
         if delta > 0:
             return _bet_complete(bet=bet, win=delta, evidence=evidence)
         if delta == 0:
-            if refused:  # already settled and nothing credited: a loss
+            # A refusal reads as "already settled, nothing credited" (a loss) only
+            # when an earlier POST /win of this bet may have been processed; with
+            # none in doubt the provider still holds it open: send /win again.
+            if refused and bet.result_in_doubt:
                 return _bet_complete(bet=bet, win=ZERO, evidence=evidence)
             return None
     return _flag(

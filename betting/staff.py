@@ -20,7 +20,7 @@ from betting.models import Bet
 from betting.services import bet_resolve
 from betting_site.api.errors import ApplicationError, Forbidden, ValidationFailed
 from betting_site.metrics import BET_VOID, bet_outcome_record
-from betting_site.money import ZERO, to_money
+from betting_site.money import MONEY_MAX, ZERO, to_money
 from wallet.models import Transaction
 from wallet.reconcile import ReconcileResult, balance_reconcile
 from wallet.services import ledger_post, wallet_lock
@@ -208,6 +208,11 @@ def _adjustment_post_locked(
                     f"(it would be {new_balance})"
                 ]
             },
+        )
+    if new_balance > MONEY_MAX:
+        raise ValidationFailed(
+            f"The balance would become {new_balance}, more than the ledger holds",
+            details={"amount": [f"The balance cannot exceed {MONEY_MAX}"]},
         )
     if new_balance < wallet.held:
         raise ValidationFailed(

@@ -8,6 +8,8 @@ MONEY_MAX_DIGITS = 14
 MONEY_DECIMAL_PLACES = 2
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
+# The largest amount the money column holds (12 digits before the point).
+MONEY_MAX = Decimal(10 ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)) - CENT
 
 
 def money_field(**kwargs) -> models.DecimalField:

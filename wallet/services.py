@@ -9,7 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from betting_site.money import to_money
+from betting_site.api.errors import ValidationFailed
+from betting_site.money import MONEY_MAX, to_money
 from wallet.models import Transaction, UserBalance
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ def _ledger_post(
     wallet: UserBalance,
     release_hold: Decimal | None,
 ) -> Transaction:
+    if abs(wallet.balance + amount) > MONEY_MAX:  # the column would overflow
+        raise ValidationFailed(
+            details={"amount": [f"The balance cannot exceed {MONEY_MAX}"]}
+        )
     entry = Transaction.objects.create(
         user=user,
         bet=bet,
