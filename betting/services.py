@@ -505,10 +505,13 @@ def _settle_by_balance(
         if delta > 0:
             return _bet_complete(bet=bet, win=delta, evidence=evidence)
         if delta == 0:
-            # A refusal reads as "already settled, nothing credited" (a loss) only
-            # when an earlier POST /win of this bet may have been processed; with
-            # none in doubt the provider still holds it open: send /win again.
-            if refused and bet.result_in_doubt:
+            # The contract's rule: a refusal with the balance unchanged means
+            # "already settled, nothing credited", a loss. Whether an earlier /win
+            # was sent cannot be known after a crash (no flag survives it), so the
+            # rule holds even when no /win of this bet is known to be in doubt;
+            # a provider that refuses a /win it never processed would be booked
+            # lost here and show up as a discrepancy when it settles later.
+            if refused:
                 return _bet_complete(bet=bet, win=ZERO, evidence=evidence)
             return None
     return _flag(
