@@ -90,6 +90,9 @@ def provider(simulator, settings):
     settings.EXTERNAL_API_READ_TIMEOUT = 0.5
     settings.PROVIDER_BACKOFF_BASE = 0.01
     settings.PROVIDER_BACKOFF_MAX = 0.05
+    # Unknown bets are decided at once here; the grace for a late POST /bet has
+    # its own tests (betting/tests/test_unknown_grace.py).
+    settings.BET_UNKNOWN_GRACE = 0
     return simulator
 
 

@@ -109,6 +109,7 @@ class BetAdmin(ReadOnlyModelAdmin):
         "status_reason",
         "needs_attention",
         "result_in_doubt",
+        "unknown_since",
         "created_at",
         "updated_at",
         "completed_at",

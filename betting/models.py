@@ -48,6 +48,12 @@ class Bet(models.Model):
         default=False,
         help_text="A POST /win was sent whose outcome is unknown: resolve by balance",
     )
+    unknown_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When POST /bet's outcome became unknown; debit_on_place: the "
+        "balance decides only BET_UNKNOWN_GRACE seconds later",
+    )
     needs_attention = models.BooleanField(
         default=False, help_text="Flagged for staff (a void bet, a discrepancy)"
     )

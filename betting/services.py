@@ -9,12 +9,15 @@ transaction stays open across a provider call: each step commits its state first
     pending (stake held, nothing sent)
       -- POST /bet refused or never sent --> failed (hold released)
       -- POST /bet outcome unknown --------> unknown (hold kept) --> failed | void
+           (debit_on_place: decided by the balance only after BET_UNKNOWN_GRACE,
+           when a late POST /bet can no longer land)
       -- POST /bet answered --------------> pending with external id
            (debit_on_place: bet_place entry, hold released)
            -- POST /win answered / balance shows the result --> completed
 """
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,6 +50,7 @@ from provider.exceptions import (
     ProviderOutcomeUnknown,
     ProviderRefused,
 )
+from provider.types import BetResult
 from wallet.models import Transaction, UserBalance
 from wallet.services import ledger_post, wallet_lock
 
@@ -96,7 +100,9 @@ def bet_place(
         except ProviderError as exc:  # unreachable or refused: it never took effect
             bet = _bet_fail(bet=bet, reason=_why(exc))
             raise _with_bet(exc, bet) from None
-        bet = _bet_record_placed(bet=bet, external_bet_id=placed.bet_id)
+        bet = _bet_record_placed(
+            bet=bet, external_bet_id=placed.bet_id, win_next=settle
+        )
         if settle and bet.status == Bet.Status.PENDING:
             bet = _bet_fetch_result(bet=bet, client=client, lease=lease)
         return Placed(bet=bet, provider_response=placed.raw_dict())
@@ -135,12 +141,7 @@ def bet_settle_by_external_id(
         client = ProviderClient(account=bet.account)
         if bet.status != Bet.Status.PENDING:
             return bet, None
-        lease.renew()
-        try:
-            result = client.bet_result(bet.external_bet_id)
-        except ProviderOutcomeUnknown:
-            _bet_update(bet, result_in_doubt=True)
-            raise
+        result = _win_send(bet=bet, client=client, lease=lease)
         bet = _bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
         _balance_verify(user_id=bet.user_id, client=client, lease=lease)
         return bet, result.raw_dict()
@@ -213,34 +214,52 @@ def _bet_fail(*, bet: Bet, reason: str) -> Bet:
 
 def _bet_mark_unknown(*, bet: Bet, reason: str) -> Bet:
     """It may have reached the provider: keep the stake held, never send it again."""
-    _bet_update(bet, status=Bet.Status.UNKNOWN, status_reason=reason[:500])
+    _bet_update(
+        bet,
+        status=Bet.Status.UNKNOWN,
+        status_reason=reason[:500],
+        unknown_since=timezone.now(),
+    )
     bet_outcome_record(outcome=BET_UNKNOWN)
     logger.warning("Bet %s outcome unknown: %s", bet.pk, reason)
     return bet
 
 
-def _bet_record_placed(*, bet: Bet, external_bet_id: str) -> Bet:
-    """The provider took it: save its id (debit_on_place: post the stake)."""
+def _bet_record_placed(*, bet: Bet, external_bet_id: str, win_next: bool) -> Bet:
+    """The provider took it: save its id (debit_on_place: post the stake). With
+    ``win_next`` the same write marks the result in doubt for the POST /win that
+    follows (see ``_win_send``)."""
     if bet.stake_mode == DEBIT_ON_PLACE:
-        return _bet_record_placed_and_debited(bet=bet, external_bet_id=external_bet_id)
+        return _bet_record_placed_and_debited(
+            bet=bet, external_bet_id=external_bet_id, win_next=win_next
+        )
     # debit_on_loss: no money moves yet, so one conditional write is enough (the
     # lease keeps every other writer of this bet away).
     try:
         with transaction.atomic():
             saved = Bet.objects.filter(
                 pk=bet.pk, status=Bet.Status.PENDING, external_bet_id__isnull=True
-            ).update(external_bet_id=external_bet_id, updated_at=timezone.now())
+            ).update(
+                external_bet_id=external_bet_id,
+                result_in_doubt=win_next,
+                updated_at=timezone.now(),
+            )
     except IntegrityError:
         saved = 0
     if not saved:  # a duplicate id, or the bet moved on: the careful path decides
-        return _bet_record_placed_and_debited(bet=bet, external_bet_id=external_bet_id)
+        return _bet_record_placed_and_debited(
+            bet=bet, external_bet_id=external_bet_id, win_next=win_next
+        )
     bet.external_bet_id = external_bet_id
+    bet.result_in_doubt = win_next
     bet_outcome_record(outcome=BET_PLACED)
     return bet
 
 
 @transaction.atomic
-def _bet_record_placed_and_debited(*, bet: Bet, external_bet_id: str) -> Bet:
+def _bet_record_placed_and_debited(
+    *, bet: Bet, external_bet_id: str, win_next: bool
+) -> Bet:
     """Save the provider's id under the locks and, debit_on_place, post the stake
     (also the careful path for an id that is already in use)."""
     wallet = wallet_lock(user=_owner(bet))
@@ -248,18 +267,28 @@ def _bet_record_placed_and_debited(*, bet: Bet, external_bet_id: str) -> Bet:
     try:
         with transaction.atomic():
             bet.external_bet_id = external_bet_id
-            bet.save(update_fields=["external_bet_id", "updated_at"])
+            bet.result_in_doubt = win_next
+            bet.save(update_fields=["external_bet_id", "result_in_doubt", "updated_at"])
     except IntegrityError:
         # The provider answered an id another bet already has: the answer cannot be
         # trusted, so this bet is treated as possibly taken.
         bet.refresh_from_db()
         bet.needs_attention = True
+        bet.result_in_doubt = False  # no POST /win is ever sent for it
         bet.status = Bet.Status.UNKNOWN
+        bet.unknown_since = timezone.now()
         bet.status_reason = (
             f"The provider answered a bet id already in use ({external_bet_id})"
         )
         bet.save(
-            update_fields=["needs_attention", "status", "status_reason", "updated_at"]
+            update_fields=[
+                "needs_attention",
+                "status",
+                "status_reason",
+                "unknown_since",
+                "result_in_doubt",
+                "updated_at",
+            ]
         )
         bet_outcome_record(outcome=BET_UNKNOWN)
         logger.error("Bet %s: duplicate provider bet id %s", bet.pk, external_bet_id)
@@ -369,14 +398,11 @@ def _bet_update(bet: Bet, **fields) -> None:
 
 
 def _bet_fetch_result(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
-    """``POST /win`` right after placing. A failure leaves the bet pending (marked
-    in doubt when the call may have been processed) for the resolution rules."""
-    lease.renew()
+    """``POST /win`` right after placing (the bet was marked in doubt when its id
+    was saved). A failure leaves the bet pending, in doubt when the call may have
+    been processed, for the resolution rules."""
     try:
-        result = client.bet_result(bet.external_bet_id)
-    except ProviderOutcomeUnknown as exc:
-        _bet_update(bet, result_in_doubt=True, status_reason=_why(exc)[:500])
-        return bet
+        result = _win_send(bet=bet, client=client, lease=lease, marked=True)
     except ProviderError as exc:
         _bet_update(bet, status_reason=_why(exc)[:500])
         return bet
@@ -390,13 +416,23 @@ def _resolve_open_bets(*, user: User, client: ProviderClient, lease: Lease) -> N
     balance changes could not be told apart)."""
     for bet in Bet.objects.filter(user=user, status__in=Bet.OPEN_STATUSES):
         bet = _resolve(bet=bet, client=client, lease=lease)
-        if bet.status in Bet.OPEN_STATUSES:
+        if bet.status not in Bet.OPEN_STATUSES:
+            continue
+        grace = unknown_grace_left(bet)
+        if grace > 0:
             raise BetInProgress(
-                f"Bet {bet.pk} is still {bet.status} at the provider; a new bet "
-                "waits until it is resolved",
-                retry_after=5,
+                f"Bet {bet.pk} is still unknown: its POST /bet may yet reach the "
+                f"provider, so it is decided from the balance in {math.ceil(grace)} "
+                "s; a new bet waits until then",
+                retry_after=math.ceil(grace),
                 details={"bet": bet_as_dict(bet)},
             )
+        raise BetInProgress(
+            f"Bet {bet.pk} is still {bet.status} at the provider; a new bet "
+            "waits until it is resolved",
+            retry_after=5,
+            details={"bet": bet_as_dict(bet)},
+        )
 
 
 def _resolve(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
@@ -430,6 +466,10 @@ def _resolve_unknown(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
             reason="Outcome of POST /bet unknown; debit_on_loss: nothing can tell",
             debited=False,
         )
+    if unknown_grace_left(bet) > 0:
+        # A POST /bet the provider received but answered after our timeout may
+        # still be processed: the balance is evidence only once it cannot land.
+        return bet
     provider_balance, ledger_balance = _balances(bet=bet, client=client, lease=lease)
     if provider_balance == ledger_balance - bet.amount:
         return _bet_void(
@@ -449,43 +489,46 @@ def _resolve_unknown(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
 
 
 def _resolve_pending(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
-    """``POST /win``; when its outcome is unknown, the balance decides (at most
-    two sends per resolution)."""
-    refused = False
+    """``POST /win``; while an earlier one may have been processed, the balance
+    decides first (at most two sends per resolution)."""
+    refusals = 0
     for _ in range(2):
-        if bet.result_in_doubt or refused:
-            decided = _settle_by_balance(
-                bet=bet, client=client, lease=lease, refused=refused
-            )
+        if bet.result_in_doubt:
+            decided = _settle_by_balance(bet=bet, client=client, lease=lease)
             if decided is not None:
                 return decided
-        lease.renew()
+        in_doubt_before = bet.result_in_doubt
         try:
-            result = client.bet_result(bet.external_bet_id)
+            result = _win_send(bet=bet, client=client, lease=lease)
         except ProviderOutcomeUnknown:
-            _bet_update(bet, result_in_doubt=True)
-            continue
+            continue  # in doubt now: the balance decides first next time
         except ProviderRefused as exc:
-            if refused:
+            if in_doubt_before:
+                # The contract's rule: refused after a /win that may have been
+                # processed; the balance says whether it paid, else it was a loss.
+                return _settle_by_balance(
+                    bet=bet, client=client, lease=lease, refused=True
+                )
+            # Nothing of this bet was processed: a refusal says nothing about
+            # its result. Once more, then staff decide.
+            refusals += 1
+            if refusals == 2:
                 return _flag(bet, f"POST /win refused twice: {_why(exc)}")
-            refused = True
             continue
         bet = _bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
         _balance_verify(user_id=bet.user_id, client=client, lease=lease)
         return bet
-    if refused:
-        decided = _settle_by_balance(bet=bet, client=client, lease=lease, refused=True)
-        if decided is not None:
-            return decided
     bet.refresh_from_db()
     return bet
 
 
 def _settle_by_balance(
-    *, bet: Bet, client: ProviderClient, lease: Lease, refused: bool
+    *, bet: Bet, client: ProviderClient, lease: Lease, refused: bool = False
 ) -> Bet | None:
-    """Settle from the provider balance when it shows the result; None means
-    "not processed yet: send POST /win (again)"."""
+    """Settle from the provider balance while a POST /win of the bet may have been
+    processed. None means "not processed yet: send POST /win (again)"; with
+    ``refused`` (a /win refused after one that may have been processed) the
+    answer is never None."""
     provider_balance, ledger_balance = _balances(bet=bet, client=client, lease=lease)
     delta = provider_balance - ledger_balance
     evidence = {
@@ -505,12 +548,8 @@ def _settle_by_balance(
         if delta > 0:
             return _bet_complete(bet=bet, win=delta, evidence=evidence)
         if delta == 0:
-            # The contract's rule: a refusal with the balance unchanged means
-            # "already settled, nothing credited", a loss. Whether an earlier /win
-            # was sent cannot be known after a crash (no flag survives it), so the
-            # rule holds even when no /win of this bet is known to be in doubt;
-            # a provider that refuses a /win it never processed would be booked
-            # lost here and show up as a discrepancy when it settles later.
+            # Unchanged is a loss or not processed: a refusal after a /win that
+            # may have been processed says it was settled, so a loss.
             if refused:
                 return _bet_complete(bet=bet, win=ZERO, evidence=evidence)
             return None
@@ -519,6 +558,29 @@ def _settle_by_balance(
         f"Cannot attribute the provider balance {provider_balance} "
         f"(ledger {ledger_balance}, stake {bet.amount}, win refused: {refused})",
     )
+
+
+def _win_send(
+    *, bet: Bet, client: ProviderClient, lease: Lease, marked: bool = False
+) -> BetResult:
+    """``POST /win`` with ``result_in_doubt`` committed before it is sent, so a
+    crash during the call leaves the bet in doubt (no flag is lost with the
+    process). ``marked``: the caller set the flag in the write that saved the
+    provider's bet id, and nothing was in doubt before. A definite refusal, or a
+    failure before anything was sent, puts back what was known before; an unknown
+    outcome leaves the flag set."""
+    in_doubt_before = False if marked else bet.result_in_doubt
+    try:
+        lease.renew()
+        if not bet.result_in_doubt:
+            _bet_update(bet, result_in_doubt=True)
+        return client.bet_result(bet.external_bet_id)
+    except ProviderOutcomeUnknown:
+        raise
+    except (ProviderError, LeaseLost):
+        if bet.result_in_doubt and not in_doubt_before:
+            _bet_update(bet, result_in_doubt=False)
+        raise
 
 
 def _balances(
@@ -588,6 +650,19 @@ def _balance_verify(*, user_id: int, client: ProviderClient, lease: Lease) -> No
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def unknown_grace_left(bet: Bet) -> float:
+    """Seconds before the balance may decide this ``unknown`` bet (debit_on_place
+    only: in debit_on_loss nothing is read from the balance); 0 when it may now."""
+    if (
+        bet.status != Bet.Status.UNKNOWN
+        or bet.stake_mode != DEBIT_ON_PLACE
+        or bet.unknown_since is None
+    ):
+        return 0.0
+    elapsed = (timezone.now() - bet.unknown_since).total_seconds()
+    return max(0.0, settings.BET_UNKNOWN_GRACE - elapsed)
 
 
 def _owner(bet: Bet) -> User:

@@ -6,6 +6,7 @@ resolved: the balance-based resolution rules stay sound.
 """
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from accounts.models import ExternalApiAccount, User
 from betting.exceptions import BetInProgress
 from betting.lease import provider_lease
 from betting.models import Bet
-from betting.services import bet_resolve
+from betting.services import bet_resolve, unknown_grace_left
 from betting_site.api.errors import ApplicationError, Forbidden, ValidationFailed
 from betting_site.metrics import BET_VOID, bet_outcome_record
 from betting_site.money import MONEY_MAX, ZERO, to_money
@@ -47,6 +48,7 @@ class ResolveSummary:
     busy: list[int] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     skipped: int = 0
+    waiting: dict[int, float] = field(default_factory=dict)  # bet: grace left, s
 
     @property
     def attempted(self) -> int:
@@ -70,6 +72,14 @@ class ResolveSummary:
             parts.append(
                 "errors: "
                 + "; ".join(f"bet {pk}: {m}" for pk, m in sorted(self.errors.items()))
+            )
+        if self.waiting:
+            parts.append(
+                "a late POST /bet may still land, decided by the balance later: "
+                + ", ".join(
+                    f"bet {pk} in {math.ceil(left)} s"
+                    for pk, left in sorted(self.waiting.items())
+                )
             )
         if self.skipped:
             parts.append(f"{self.skipped} final bet(s) left unchanged")
@@ -264,6 +274,8 @@ def bets_resolve_by_staff(
             continue
         summary.resolved.append(bet)
         summary.statuses[bet.status] += 1
+        if (left := unknown_grace_left(bet)) > 0:
+            summary.waiting[bet.pk] = left
     logger.info("Staff %s resolved bets: %s", actor.username, summary.as_text())
     return summary
 

@@ -271,6 +271,14 @@ BALANCE_SYNC_TTL = env.int("BALANCE_SYNC_TTL", default=30)
 # of the same user waits for it before answering 409 BET_IN_PROGRESS.
 PROVIDER_LEASE_TTL = env.int("PROVIDER_LEASE_TTL", default=60)
 BET_LOCK_WAIT = env.float("BET_LOCK_WAIT", default=2.0)
+# A POST /bet that timed out may still be processed when it reaches the provider
+# late. Its unknown bet (debit_on_place) is decided from the balance only this many
+# seconds later; until then a new bet of the user gets 409 with Retry-After.
+BET_UNKNOWN_GRACE = env.float(
+    "BET_UNKNOWN_GRACE", default=3 * EXTERNAL_API_READ_TIMEOUT
+)
+if BET_UNKNOWN_GRACE < 0:
+    raise ImproperlyConfigured("BET_UNKNOWN_GRACE must not be negative")
 
 # --- Rate limits, CORS, proxies (enforced by the operations issue) ---------------
 RATE_LIMIT_GLOBAL = env.str("RATE_LIMIT_GLOBAL", default="100/15m")

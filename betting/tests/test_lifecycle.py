@@ -223,6 +223,36 @@ def test_result_timing_out_before_or_after_it_took_effect(
     ledger_matches_provider(player, provider)
 
 
+@pytest.mark.parametrize("refusals", [2, 3])
+def test_a_refused_win_never_processed_is_not_booked_as_a_loss(
+    player, provider, stake_mode, refusals
+):
+    """A refusal says "already settled" only after a /win that may have been
+    processed; refusals of a /win never processed leave the bet open (flagged
+    after two in one resolution) until the provider answers it."""
+    provider.configure(win_probability=1.0)
+    provider.add_fault(
+        "/win", "error_before", method="POST", status=400, times=refusals
+    )
+    bet = bet_place(user=player, amount=3).bet
+    assert bet.status == "pending"
+    bet.refresh_from_db()
+    assert not bet.result_in_doubt  # the refusal put the flag back
+    resolved = bet_resolve(bet=bet)
+    if refusals == 3:  # refused twice more in this resolution: staff are told
+        assert resolved.status == "pending"
+        assert resolved.needs_attention
+        assert "refused twice" in resolved.status_reason
+        [at_provider] = provider.snapshot()["bets"]
+        assert at_provider["win"] is None  # not settled there either
+        resolved = bet_resolve(bet=resolved)
+    assert resolved.status == "completed", resolved.status_reason
+    assert resolved.win_amount == Decimal("6")
+    assert not Transaction.objects.filter(bet=bet, type="bet_loss").exists()
+    ledger_matches_provider(player, provider)
+    assert provider.snapshot()["calls"]["POST /win"] == refusals + 1
+
+
 def test_placement_timing_out_before_the_provider_took_it(
     player, provider, stake_mode, settings
 ):
@@ -284,12 +314,17 @@ def test_killed_after_the_provider_settled_before_booking(
     bet = Bet.objects.get(user=player)
     assert bet.status == "pending"
     assert bet.external_bet_id
-    # The provider refuses a second /win; the balance tells the result.
+    # The /win was marked in doubt before it was sent, so the balance is read
+    # first: a payout (or, debit_on_loss, the stake gone) decides at once; an
+    # unchanged debit_on_place balance sends /win again, and its refusal says
+    # it was settled: a loss.
+    assert bet.result_in_doubt
     resolved = bet_resolve(bet=bet)
     assert resolved.status == "completed", resolved.status_reason
     assert resolved.win_amount == (Decimal("6") if win_probability else Decimal("0"))
     ledger_matches_provider(player, provider)
-    assert provider.snapshot()["calls"]["POST /win"] == 2
+    resent = stake_mode == "debit_on_place" and not win_probability
+    assert provider.snapshot()["calls"]["POST /win"] == (2 if resent else 1)
 
 
 def test_killed_between_placing_and_asking_for_the_result(

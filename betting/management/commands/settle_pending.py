@@ -1,5 +1,6 @@
 import argparse
 import logging
+import time
 from collections import Counter
 
 from django.core.management.base import (
@@ -12,7 +13,7 @@ from accounts.models import User
 from betting.exceptions import BetInProgress
 from betting.lease import LeaseLost
 from betting.models import Bet
-from betting.services import bet_resolve
+from betting.services import bet_resolve, unknown_grace_left
 from betting_site.api.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ contract's resolution rules, each under its user's provider lease.
       its lease has expired it is treated as unknown.
   unknown (POST /bet may have reached the provider): never sent again.
       debit_on_place: the balance fell by the stake -> void, with its bet_place
-      entry; unchanged -> failed.  debit_on_loss: nothing can tell -> void, with
-      no money moved.  Void bets are flagged for staff.
+      entry; unchanged -> failed. The balance decides only BET_UNKNOWN_GRACE
+      seconds after the timeout (a late POST /bet may still land): a younger
+      bet is waited for.  debit_on_loss: nothing can tell -> void, with no
+      money moved.  Void bets are flagged for staff.
 
 What it cannot know: whether a debit_on_loss bet of unknown outcome exists at the
 provider, or what it would have paid; and which bet a balance change belongs to
@@ -142,6 +145,13 @@ remain open (listed with the reason), 2 on a usage error.
         if bet is None or bet.status not in Bet.OPEN_STATUSES:
             return None, "", "already_final"
         label = f"bet {bet.pk} of {bet.user.username} ({bet.status}, {bet.amount})"
+        grace = unknown_grace_left(bet)
+        if grace > 0:  # oldest first, so the waits add up to one grace at most
+            self.stdout.write(
+                f"{label}: waiting {grace:.1f} s for a late POST /bet to land "
+                "before the balance decides"
+            )
+            time.sleep(grace)
         try:
             bet = bet_resolve(bet=bet, wait=wait)
         except BetInProgress:
