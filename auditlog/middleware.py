@@ -1,4 +1,5 @@
-"""Recording of every mutating request under ``/api/`` in the API log."""
+"""Recording of every mutating request under ``/api/`` in the API log, and one
+write of all the request's API log rows at its end."""
 
 import json
 import logging
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from auditlog.models import ApiLog
-from auditlog.services import api_log_record
+from auditlog.services import api_log_batch, api_log_record
 from betting_site.api.client_ip import client_ip
 from betting_site.api.envelope import is_api_path, request_id_of
 
@@ -36,27 +37,35 @@ class InboundApiLogMiddleware:
     Bodies are stored redacted (passwords, tokens). The user is read after the
     response, once DRF has authenticated the request. A log that cannot be
     written never fails the request.
+
+    Every ``/api/`` request, reads included (they may call the provider), runs
+    inside ``api_log_batch``: the rows of its provider calls and its own inbound
+    row are written together, in one INSERT, when it ends (also when the view
+    raises). See ``api_log_batch`` for what that trades.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in MUTATING_METHODS or not is_api_path(request.path_info):
+        if not is_api_path(request.path_info):
             return self.get_response(request)
-        started = time.monotonic()
-        request_body = self._request_body(request)
-        response = self.get_response(request)
-        try:
-            self._record(request, response, request_body, started)
-        except Exception:  # never fail the request because of its log
-            logger.warning(
-                "Could not record the inbound request %s %s",
-                request.method,
-                request.path,
-                exc_info=True,
-            )
-        return response
+        with api_log_batch():
+            if request.method not in MUTATING_METHODS:
+                return self.get_response(request)
+            started = time.monotonic()
+            request_body = self._request_body(request)
+            response = self.get_response(request)
+            try:
+                self._record(request, response, request_body, started)
+            except Exception:  # never fail the request because of its log
+                logger.warning(
+                    "Could not record the inbound request %s %s",
+                    request.method,
+                    request.path,
+                    exc_info=True,
+                )
+            return response
 
     @staticmethod
     def _request_body(request: HttpRequest) -> Any:

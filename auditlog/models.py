@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ApiLog(models.Model):
@@ -36,7 +37,9 @@ class ApiLog(models.Model):
         help_text="Provider calls: ok, refused, unknown or unreachable",
     )
     error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The time of the call, set when the row is recorded (a request's rows are
+    # written together at its end; see auditlog.services.api_log_batch).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         db_table = "api_logs"

@@ -2,17 +2,21 @@
 
 Every body goes through ``betting_site.redaction`` here, in one place, with the
 call's known secrets (the provider secret and the signature) masked as well. A log
-that cannot be written never fails the request it describes.
+that cannot be written never fails the request it describes. During an ``/api/``
+request the rows are buffered and written in one INSERT at its end
+(``api_log_batch``).
 """
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
 from auditlog.models import ApiLog
@@ -74,6 +78,88 @@ def _user_id(user: Any) -> int | None:
     return None
 
 
+MAX_BUFFERED_ROWS = 100  # a request's buffer is written early when it holds this many
+
+# The rows of the request being served, while ``api_log_batch`` is open; None
+# otherwise (rows are then written at once).
+_buffer: ContextVar[list[ApiLog] | None] = ContextVar("api_log_buffer", default=None)
+
+
+@contextmanager
+def api_log_batch() -> Iterator[None]:
+    """Buffer the API log rows recorded inside, and write them in one INSERT at the end.
+
+    ``InboundApiLogMiddleware`` opens one around every ``/api/`` request, so one
+    ``POST /api/bets`` (its inbound row and its three provider calls) costs one
+    ``bulk_create`` instead of four INSERT-and-COMMIT round trips. The rows are
+    written when the block ends, also when it ends with an exception, and early
+    whenever ``MAX_BUFFERED_ROWS`` are waiting, so no request grows the buffer
+    without bound. A write that fails is logged as a warning and never raised.
+
+    The trade-off, chosen on purpose: a process killed in the middle of a request
+    loses that request's buffered rows. Money is not affected (the bet's state is
+    committed before every provider call, and the ledger is not in this table);
+    the application log still has a warning for every failed provider attempt,
+    but nothing for a successful one.
+
+    Nested blocks share the outermost one's buffer. Outside a block (management
+    commands, ``settle_pending``, the scheduler, tests calling services) every
+    row is written at once, as before.
+    """
+    if _buffer.get() is not None:
+        yield
+        return
+    rows: list[ApiLog] = []
+    token = _buffer.set(rows)
+    try:
+        yield
+    finally:
+        _buffer.reset(token)
+        _flush(rows)
+
+
+def _flush(rows: list[ApiLog]) -> None:
+    """Write and empty ``rows``: one INSERT; never raises."""
+    if not rows:
+        return
+    batch = rows[:]
+    rows.clear()
+    try:
+        _insert(batch)
+    except (IntegrityError, DataError):
+        # A row the database refuses must not lose the others: each alone.
+        if len(batch) == 1:
+            _flush_failed(batch, exc_info=True)
+            return
+        lost = []
+        for row in batch:
+            try:
+                _insert([row])
+            except Exception:
+                lost.append(row)
+        if lost:
+            _flush_failed(lost, exc_info=False)
+    except Exception:
+        _flush_failed(batch, exc_info=True)
+
+
+def _insert(rows: list[ApiLog]) -> None:
+    # Outside a transaction this is the one transaction bulk_create opens anyway;
+    # inside one (a test's, or a caller's) it is a savepoint, so a failed insert
+    # never poisons the caller's transaction.
+    with transaction.atomic(using=ApiLog.objects.db):
+        ApiLog.objects.bulk_create(rows)
+
+
+def _flush_failed(rows: list[ApiLog], *, exc_info: bool) -> None:
+    logger.warning(
+        "Could not write %d API log row(s): %s",
+        len(rows),
+        ", ".join(f"{row.method} {row.endpoint}" for row in rows[:10]),
+        exc_info=exc_info,
+    )
+
+
 def api_log_record(
     *,
     direction: str,
@@ -91,34 +177,50 @@ def api_log_record(
     request_id: str | None = None,
     secrets: tuple[str, ...] = (),
 ) -> ApiLog | None:
-    """Write one API log row; on any failure log a warning and return None.
+    """Record one API log row; on any failure log a warning and return None.
 
     ``user`` is a user, a user id or None. ``secrets`` are values masked wherever
     they appear in the bodies and the error text.
+
+    Inside ``api_log_batch`` (every ``/api/`` request) the prepared, redacted row
+    is appended to the request's buffer and returned unsaved: its ``pk`` is None
+    until the buffer is written (``bulk_create`` sets it then). ``created_at`` is
+    the time of this call either way. Outside a batch the row is written at once
+    and returned saved. No caller needs the primary key at once; one that does
+    must record outside a batch.
     """
     secrets = tuple(str(secret) for secret in secrets if secret)
     if request_id is None:
         request_id = request_id_var.get()
     try:
+        fields = {
+            "direction": direction,
+            "endpoint": _storable(endpoint[:255]),
+            "method": method.upper()[:10],
+            "request_body": loggable_body(request_body, secrets=secrets),
+            "response_body": loggable_body(response_body, secrets=secrets),
+            "status_code": status_code,
+            "duration_ms": max(0, round(duration_ms)),
+            "attempt": attempt,
+            "outcome": outcome,
+            "error": _storable(redact_text(error, secrets=secrets)[:MAX_ERROR]),
+            "user_id": _user_id(user),
+            "ip_address": ip_address,
+            "request_id": (
+                "" if request_id in (None, "-") else _storable(request_id[:128])
+            ),
+            "created_at": timezone.now(),
+        }
+        buffer = _buffer.get()
+        if buffer is not None:
+            row = ApiLog(**fields)
+            buffer.append(row)
+            if len(buffer) >= MAX_BUFFERED_ROWS:
+                _flush(buffer)
+            return row
         # A savepoint: a failed insert must not poison the caller's transaction.
         with transaction.atomic():
-            return ApiLog.objects.create(
-                direction=direction,
-                endpoint=_storable(endpoint[:255]),
-                method=method.upper()[:10],
-                request_body=loggable_body(request_body, secrets=secrets),
-                response_body=loggable_body(response_body, secrets=secrets),
-                status_code=status_code,
-                duration_ms=max(0, round(duration_ms)),
-                attempt=attempt,
-                outcome=outcome,
-                error=_storable(redact_text(error, secrets=secrets)[:MAX_ERROR]),
-                user_id=_user_id(user),
-                ip_address=ip_address,
-                request_id=(
-                    "" if request_id in (None, "-") else _storable(request_id[:128])
-                ),
-            )
+            return ApiLog.objects.create(**fields)
     except Exception:
         logger.warning(
             "Could not write the API log row of %s %s", method, endpoint, exc_info=True

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.tests.factories import ExternalApiAccountFactory
+from auditlog.models import ApiLog
 from betting.lease import LeaseLost, lease_try_claim
 from betting.models import Bet, ProviderLease
 from wallet.services import ledger_post
@@ -42,6 +43,7 @@ def _bet(client, key: str):
 
 def test_a_bet_stays_within_its_statement_budget(auth_client, player, stake_mode):
     assert _bet(auth_client, "warm-up-key-0001").status_code == 201  # POST /auth
+    logged_before = ApiLog.objects.order_by("pk").last().pk
     with CaptureQueriesContext(connection) as queries:
         response = _bet(auth_client, "measured-key-0002")
     assert response.status_code == 201
@@ -57,7 +59,16 @@ def test_a_bet_stays_within_its_statement_budget(auth_client, player, stake_mode
     audit = [
         q for q in queries.captured_queries if 'INSERT INTO "api_logs"' in q["sql"]
     ]
-    assert len(audit) == 4  # POST /api/bets and its three provider calls
+    # One INSERT at the end of the request (auditlog.services.api_log_batch)
+    # carries POST /api/bets and its three provider calls.
+    assert len(audit) == 1
+    rows = ApiLog.objects.filter(pk__gt=logged_before).order_by("pk")
+    assert [(row.direction, row.endpoint) for row in rows] == [
+        (ApiLog.Direction.OUTBOUND, "/bet"),
+        (ApiLog.Direction.OUTBOUND, "/win"),
+        (ApiLog.Direction.OUTBOUND, "/balance"),
+        (ApiLog.Direction.INBOUND, "/api/bets"),
+    ]
 
 
 def test_a_young_lease_is_not_written_again(user, settings):
