@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ExternalApiAccount, User
@@ -52,7 +52,12 @@ from provider.exceptions import (
 )
 from provider.types import BetResult
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post, wallet_lock
+from wallet.services import (
+    LedgerFastPathUnavailable,
+    ledger_post,
+    ledger_post_moving,
+    wallet_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +94,17 @@ def bet_place(
     account = account_for_betting(user=user)
     with provider_lease(user_id=user.pk, operation="bet_place") as lease:
         client = ProviderClient(account=account)
-        _resolve_open_bets(user=user, client=client, lease=lease)
-        bet = _bet_open(user=user, account=account, amount=amount, on_open=on_open)
+        opening = {"user": user, "account": account, "amount": amount}
+        try:  # the usual case: no open bet, and the database says so on insert
+            bet = _bet_open(**opening, on_open=on_open)
+        except _OpenBetExists:
+            _resolve_open_bets(user=user, client=client, lease=lease)
+            try:
+                bet = _bet_open(**opening, on_open=on_open)
+            except _OpenBetExists:  # the lease makes this a bug, not a race
+                raise BetInProgress(
+                    "A previous bet of this user is still open"
+                ) from None
         try:
             lease.renew()
             placed = client.bet_place(amount)
@@ -164,6 +178,18 @@ def _validated_amount(amount: Any) -> Decimal:
     return to_money(value)
 
 
+class _OpenBetExists(Exception):
+    """The user has an open bet: resolve it before recording a new one."""
+
+
+# Holds the stake when the available balance covers it: one statement that also
+# locks the balance row until the bet is recorded.
+_HOLD_SQL = (
+    "UPDATE user_balances SET held = held + %s, updated_at = %s "
+    "WHERE user_id = %s AND balance - held >= %s"
+)
+
+
 @transaction.atomic
 def _bet_open(
     *,
@@ -172,11 +198,15 @@ def _bet_open(
     amount: Decimal,
     on_open: Callable[[Bet], None] | None = None,
 ) -> Bet:
-    """Record the bet and hold its stake, before anything is sent."""
-    wallet = wallet_lock(user=user)
-    available = wallet.balance - wallet.held
-    if available < amount:
-        raise InsufficientBalance(details={"available": available, "amount": amount})
+    """Record the bet and hold its stake, before anything is sent. Raises
+    ``_OpenBetExists`` (everything rolled back) when the user has an open bet:
+    the one-open-bet index refuses the insert, or the balance falls short while
+    an open bet may still give its stake back."""
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(_HOLD_SQL, [amount, timezone.now(), user.pk, amount])
+        held = cursor.rowcount == 1
+    if not held:
+        _hold_slow(user=user, amount=amount)
     try:  # no savepoint: the refusal aborts this whole transaction anyway
         bet = Bet.objects.create(
             user=user,
@@ -185,13 +215,24 @@ def _bet_open(
             status=Bet.Status.PENDING,
             stake_mode=settings.PROVIDER_STAKE_MODE,
         )
-    except IntegrityError:  # another open bet: the lease makes this a bug, not a race
-        raise BetInProgress("A previous bet of this user is still open") from None
-    wallet.held += amount
-    wallet.save(update_fields=["held", "updated_at"])
+    except IntegrityError:
+        raise _OpenBetExists from None
     if on_open is not None:
         on_open(bet)
     return bet
+
+
+def _hold_slow(*, user: User, amount: Decimal) -> None:
+    """The stake is not covered (or there is no balance row yet): under the row
+    lock, hold it anyway if a concurrent change made room, else refuse."""
+    wallet = wallet_lock(user=user)
+    available = wallet.balance - wallet.held
+    if available < amount:
+        if Bet.objects.filter(user=user, status__in=Bet.OPEN_STATUSES).exists():
+            raise _OpenBetExists  # its resolution may release a hold
+        raise InsufficientBalance(details={"available": available, "amount": amount})
+    wallet.held += amount
+    wallet.save(update_fields=["held", "updated_at"])
 
 
 @transaction.atomic
@@ -230,9 +271,14 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str, win_next: bool) -> Bet
     ``win_next`` the same write marks the result in doubt for the POST /win that
     follows (see ``_win_send``)."""
     if bet.stake_mode == DEBIT_ON_PLACE:
-        return _bet_record_placed_and_debited(
-            bet=bet, external_bet_id=external_bet_id, win_next=win_next
-        )
+        try:
+            return _bet_record_placed_debited_fast(
+                bet=bet, external_bet_id=external_bet_id, win_next=win_next
+            )
+        except (_NotFast, LedgerFastPathUnavailable, IntegrityError, DataError):
+            return _bet_record_placed_and_debited(  # decides, and explains
+                bet=bet, external_bet_id=external_bet_id, win_next=win_next
+            )
     # debit_on_loss: no money moves yet, so one conditional write is enough (the
     # lease keeps every other writer of this bet away).
     try:
@@ -252,6 +298,40 @@ def _bet_record_placed(*, bet: Bet, external_bet_id: str, win_next: bool) -> Bet
         )
     bet.external_bet_id = external_bet_id
     bet.result_in_doubt = win_next
+    bet_outcome_record(outcome=BET_PLACED)
+    return bet
+
+
+@transaction.atomic
+def _bet_record_placed_debited_fast(
+    *, bet: Bet, external_bet_id: str, win_next: bool
+) -> Bet:
+    """debit_on_place in three statements: the stake posted (the balance row moved
+    and locked, the hold released), the id saved only if the bet is still pending
+    without one, the entry. Raises to be rolled back (a duplicate id included)."""
+    now = timezone.now()
+    saved = Bet.objects.filter(
+        pk=bet.pk, status=Bet.Status.PENDING, external_bet_id__isnull=True
+    )
+    entry_args = {  # the balance row first: every path locks it before the bet
+        "user_id": bet.user_id,
+        "entry_type": Transaction.Type.BET_PLACE,
+        "amount": -bet.amount,
+        "bet": bet,
+        "description": f"Stake of bet {bet.pk}",
+        "evidence": {"external_bet_id": external_bet_id},
+        "release_hold": bet.amount,
+    }
+    ledger_post_moving(**entry_args)
+    if not saved.update(
+        external_bet_id=external_bet_id, result_in_doubt=win_next, updated_at=now
+    ):
+        raise _NotFast(f"bet {bet.pk} is no longer pending without an id")
+    bet.external_bet_id, bet.result_in_doubt, bet.updated_at = (
+        external_bet_id,
+        win_next,
+        now,
+    )
     bet_outcome_record(outcome=BET_PLACED)
     return bet
 
@@ -308,38 +388,78 @@ def _bet_record_placed_and_debited(
     return bet
 
 
-@transaction.atomic
 def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
-    """Book the result exactly once: the ledger entries, the hold, the status."""
+    """Book the result exactly once: the ledger entry, the hold, the status."""
+    win = to_money(win)
+    try:
+        bet = _bet_complete_fast(bet=bet, win=win, evidence=evidence)
+    except (_NotFast, LedgerFastPathUnavailable, IntegrityError, DataError):
+        # Settled already (its entry exists), or a refusal to explain: the
+        # careful path decides under both locks.
+        bet = _bet_complete_careful(bet=bet, win=win, evidence=evidence)
+    return bet
+
+
+class _NotFast(Exception):
+    """The fast path's premise did not hold: roll it back, take the careful one."""
+
+
+def _result_entry(bet: Bet, win: Decimal) -> dict[str, Any]:
+    """The ledger entry of a result. debit_on_loss held the stake until now:
+    released in the same write."""
+    release = bet.amount if bet.stake_mode == DEBIT_ON_LOSS else None
+    if win > 0:
+        return {
+            "entry_type": Transaction.Type.BET_WIN,
+            "amount": win,
+            "description": f"Win of bet {bet.pk}",
+            "release_hold": release,
+        }
+    return {
+        "entry_type": Transaction.Type.BET_LOSS,
+        "amount": -bet.amount if bet.stake_mode == DEBIT_ON_LOSS else ZERO,
+        "description": f"Loss of bet {bet.pk}",
+        "release_hold": release,
+    }
+
+
+@transaction.atomic
+def _bet_complete_fast(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
+    """Three statements: the balance moved and locked, the bet completed only if
+    still pending (the exactly-once guard), the entry. Raises to be rolled back."""
+    entry = ledger_post_moving(
+        user_id=bet.user_id, bet=bet, evidence=evidence, **_result_entry(bet, win)
+    )
+    now = timezone.now()
+    completed = Bet.objects.filter(pk=bet.pk, status=Bet.Status.PENDING).update(
+        status=Bet.Status.COMPLETED,
+        win_amount=win,
+        completed_at=now,
+        result_in_doubt=False,
+        updated_at=now,
+    )
+    if not completed:
+        raise _NotFast(f"bet {bet.pk} is no longer pending")
+    bet.status, bet.win_amount, bet.completed_at = Bet.Status.COMPLETED, win, now
+    bet.result_in_doubt, bet.updated_at = False, now
+    _bet_completed(bet, entry)
+    return bet
+
+
+@transaction.atomic
+def _bet_complete_careful(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
+    """Under both row locks; answers an already settled bet as it is."""
     wallet = wallet_lock(user=_owner(bet))
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     if bet.status != Bet.Status.PENDING:
         return bet  # settled already: money never moves twice
-    win = to_money(win)
-    # debit_on_loss held the stake until now: released in the same write.
-    release = bet.amount if bet.stake_mode == DEBIT_ON_LOSS else None
-    if win > 0:
-        ledger_post(
-            user=_owner(bet),
-            entry_type=Transaction.Type.BET_WIN,
-            amount=win,
-            bet=bet,
-            description=f"Win of bet {bet.pk}",
-            evidence=evidence,
-            wallet=wallet,
-            release_hold=release,
-        )
-    else:
-        ledger_post(
-            user=_owner(bet),
-            entry_type=Transaction.Type.BET_LOSS,
-            amount=-bet.amount if bet.stake_mode == DEBIT_ON_LOSS else ZERO,
-            bet=bet,
-            description=f"Loss of bet {bet.pk}",
-            evidence=evidence,
-            wallet=wallet,
-            release_hold=release,
-        )
+    entry = ledger_post(
+        user=_owner(bet),
+        bet=bet,
+        evidence=evidence,
+        wallet=wallet,
+        **_result_entry(bet, win),
+    )
     bet.status = Bet.Status.COMPLETED
     bet.win_amount = win
     bet.completed_at = timezone.now()
@@ -353,9 +473,14 @@ def _bet_complete(*, bet: Bet, win: Decimal, evidence: dict) -> Bet:
             "updated_at",
         ]
     )
-    bet_outcome_record(outcome=BET_WON if win > 0 else BET_LOST)
-    logger.info("Bet %s completed: win %s", bet.pk, win)
+    _bet_completed(bet, entry)
     return bet
+
+
+def _bet_completed(bet: Bet, entry: Transaction) -> None:
+    win = bet.win_amount
+    bet_outcome_record(outcome=BET_WON if win > 0 else BET_LOST)
+    logger.info("Bet %s completed: win %s (entry %s)", bet.pk, win, entry.pk)
 
 
 @transaction.atomic

@@ -122,6 +122,74 @@ def _ledger_post(
     return entry
 
 
+class LedgerFastPathUnavailable(Exception):
+    """``ledger_post_moving`` could not post: the caller's transaction must be
+    rolled back and ``ledger_post`` used instead."""
+
+
+# Moves and locks the balance row in one statement, returning the new balance; the
+# hold is lowered in the same write (never below zero). Portable SQL (PostgreSQL,
+# and SQLite 3.35+ for local development).
+_MOVE_SQL = (
+    "UPDATE user_balances SET balance = balance + %s, "
+    "held = CASE WHEN held < %s THEN 0 ELSE held - %s END, updated_at = %s "
+    "WHERE user_id = %s RETURNING balance"
+)
+
+
+def ledger_post_moving(
+    *,
+    user_id: int,
+    entry_type: str,
+    amount: Decimal,
+    bet=None,
+    description: str = "",
+    evidence: dict | None = None,
+    release_hold: Decimal | None = None,
+) -> Transaction:
+    """``ledger_post`` in two statements, for the bet hot path: one ``UPDATE ...
+    RETURNING`` moves the balance under its row lock and the entry is chained from
+    what it returns (``balance_before`` = new balance - amount, exact in decimal).
+
+    Must run inside the caller's transaction. Raises ``LedgerFastPathUnavailable``
+    when the user has no balance row or the balance would leave the column's range
+    (PostgreSQL raises ``DataError`` itself): the caller rolls back and takes
+    ``ledger_post``, which explains the refusal. The database's constraints (one
+    entry per bet event, the chain, a non-negative balance) hold here as there.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger_post_moving must run inside a transaction")
+    amount = to_money(amount)
+    release = to_money(release_hold) if release_hold is not None else Decimal("0")
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(_MOVE_SQL, [amount, release, release, timezone.now(), user_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise LedgerFastPathUnavailable(f"user {user_id} has no balance row")
+    balance_after = to_money(Decimal(str(row[0])).quantize(Decimal("0.01")))
+    if abs(balance_after) > MONEY_MAX:
+        raise LedgerFastPathUnavailable("the balance would leave the column's range")
+    entry = Transaction.objects.create(
+        user_id=user_id,
+        bet=bet,
+        type=entry_type,
+        amount=amount,
+        balance_before=balance_after - amount,
+        balance_after=balance_after,
+        description=description[:500],
+        evidence=evidence or {},
+    )
+    logger.info(
+        "Ledger %s %s for user %s: balance %s -> %s",
+        entry_type,
+        amount,
+        user_id,
+        entry.balance_before,
+        entry.balance_after,
+    )
+    return entry
+
+
 def balance_sync(*, user: User) -> tuple[UserBalance, bool]:
     """The user's balance, re-reading the provider when the last read is older than
     ``BALANCE_SYNC_TTL``. Returns the wallet and whether the provider answered (or
