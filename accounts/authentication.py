@@ -1,17 +1,26 @@
-from django.db.models import Exists, OuterRef
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 
-from accounts.models import RevokedSession, User
+from accounts.models import User
 from accounts.tokens import SESSION_CLAIM
 from betting_site.logging import user_id_var
+
+# The tables of User and RevokedSession (a test checks the names).
+_USER_SQL = (
+    "SELECT u.*, EXISTS (SELECT 1 FROM revoked_sessions r "
+    "WHERE r.sid = %s AND r.user_id = u.id) AS session_revoked "
+    "FROM users u WHERE u.id = %s"
+)
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
     """simplejwt's access-token authentication, plus the session deny-list.
 
-    The user and the revocation check come from one query.
+    The user and the revocation check come from one query, written as SQL: it
+    runs on every authenticated request, and building it with the ORM (an
+    ``Exists`` annotation) cost about 1 ms of CPU against 0.2 ms for
+    ``User.objects.raw`` (bench/results/profile-latest.md).
     """
 
     def authenticate(self, request):
@@ -30,15 +39,11 @@ class JWTAuthentication(authentication.JWTAuthentication):
         session_id = validated_token.get(SESSION_CLAIM)
         if not user_id or not session_id:
             raise AuthenticationFailed("The token is missing required claims")
-        user = (
-            User.objects.filter(pk=user_id)
-            .annotate(
-                session_revoked=Exists(
-                    RevokedSession.objects.filter(sid=session_id, user=OuterRef("pk"))
-                )
-            )
-            .first()
-        )
+        try:
+            user_pk = int(user_id)
+        except (TypeError, ValueError):
+            raise AuthenticationFailed("The token is missing required claims") from None
+        user = next(iter(User.objects.raw(_USER_SQL, [str(session_id), user_pk])), None)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The user of this token is unknown or inactive")
         if user.session_revoked:

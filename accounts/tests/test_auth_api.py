@@ -194,6 +194,27 @@ class TestTokens:
         api_client.credentials(HTTP_AUTHORIZATION=header)
         assert_envelope(api_client.get("/api/auth/me"), 401, "UNAUTHORIZED")
 
+    @pytest.mark.parametrize("user_id", ["abc", "1.5", None])
+    def test_a_signed_token_with_a_malformed_user_id_is_refused(self, user, user_id):
+        token = AccessToken.for_user(user)
+        token["sid"] = "some-session"
+        token["user_id"] = user_id
+        assert_envelope(bearer(str(token)).get("/api/auth/me"), 401, "UNAUTHORIZED")
+
+    def test_the_user_query_names_the_models_tables(self):
+        from accounts.authentication import _USER_SQL
+        from accounts.models import User
+
+        assert f"FROM {User._meta.db_table} u" in _USER_SQL
+        assert f"FROM {RevokedSession._meta.db_table} r" in _USER_SQL
+
+    def test_a_token_of_a_deleted_user_is_refused(self, tokens, user):
+        RevokedSession.objects.all().delete()
+        user.delete()
+        assert_envelope(
+            bearer(tokens["token"]).get("/api/auth/me"), 401, "UNAUTHORIZED"
+        )
+
     def test_token_of_a_deactivated_user_is_refused(self, tokens, user):
         user.is_active = False
         user.save()
