@@ -32,3 +32,10 @@ def to_money(value: Decimal | int | str) -> Decimal:
     if quantized != amount:
         raise ValueError(f"{value!r} has more than two decimal places")
     return quantized
+
+
+def round_money(value: Decimal | int) -> Decimal:
+    """``value`` rounded to cents. For sums the database computes: SQLite stores
+    money as floating point, so its sums carry float error in the last places (on
+    PostgreSQL they are exact, and this changes nothing)."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_EVEN)

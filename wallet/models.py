@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 
-from betting_site.money import ZERO, money_field
+from betting_site.money import MONEY_DECIMAL_PLACES, ZERO, money_field
 
 
 class UserBalance(models.Model):
@@ -91,8 +92,15 @@ class Transaction(models.Model):
             models.Index(fields=["created_at"], name="transactions_created_at_idx"),
         ]
         constraints = [
+            # Rounded to cents: on SQLite (local development only) money is stored
+            # as floating point, where 0.10 + 0.20 != 0.30; on PostgreSQL's
+            # numeric(14, 2) the rounding changes nothing.
             models.CheckConstraint(
-                condition=Q(balance_after=F("balance_before") + F("amount")),
+                condition=Q(
+                    balance_after=Round(
+                        F("balance_before") + F("amount"), MONEY_DECIMAL_PLACES
+                    )
+                ),
                 name="transactions_balance_chain",
             ),
             models.CheckConstraint(

@@ -21,7 +21,7 @@ from betting.exceptions import BetInProgress
 from betting.lease import LeaseLost, provider_lease
 from betting.models import Bet
 from betting_site.api.errors import ValidationFailed
-from betting_site.money import ZERO, to_money
+from betting_site.money import ZERO, round_money, to_money
 from provider.client import ProviderClient
 from provider.exceptions import ProviderError
 from wallet.models import Transaction, UserBalance
@@ -285,7 +285,8 @@ def _held_condition() -> Q:
 def _check_balances(
     ids: list[int] | None, report: Callable[[str], None]
 ) -> list[Violation]:
-    """(a), (c), (d), (f): per-user aggregates, one query each."""
+    """(a), (c), (d), (f): per-user aggregates, one query each; the sums rounded
+    to cents (see ``round_money``)."""
     wallets = {
         row["user_id"]: row
         for row in _for_users(UserBalance.objects.all(), ids).values(
@@ -314,8 +315,8 @@ def _check_balances(
     violations = []
     for user_id in users:
         wallet = wallets.get(user_id)
-        total = (sums.get(user_id) or {}).get("total") or ZERO
-        held_expected = (bets.get(user_id) or {}).get("held") or ZERO
+        total = round_money((sums.get(user_id) or {}).get("total") or ZERO)
+        held_expected = round_money((bets.get(user_id) or {}).get("held") or ZERO)
         open_count = (bets.get(user_id) or {}).get("open") or 0
 
         def add(check: Check, detail: str, user_id: int = user_id) -> None:
@@ -445,6 +446,9 @@ def _check_bets(
         count += 1
         if count % every == 0:
             report(f"  bets: {count} checked")
+        for key in sums:  # SQLite's sums carry float error (see round_money)
+            if bet[key] is not None:
+                bet[key] = round_money(bet[key])
         for check, detail in _bet_problems(bet):
             violations.append(Violation(bet["user_id"], check, detail, bet["id"]))
     report(f"Checked the entries of {count} bets")

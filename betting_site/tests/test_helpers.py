@@ -10,7 +10,7 @@ from betting_site.api.errors import ValidationFailed
 from betting_site.api.pagination import page_params, paginate
 from betting_site.durations import parse_duration
 from betting_site.logging import JsonFormatter, RedactingFilter, RequestIdFilter
-from betting_site.money import to_money
+from betting_site.money import round_money, to_money
 from betting_site.redaction import REDACTED, redact, redact_text
 
 
@@ -48,6 +48,12 @@ class TestMoney:
     def test_floats_refused(self):
         with pytest.raises(TypeError):
             to_money(2.5)
+
+    def test_round_money_drops_the_float_error_of_a_database_sum(self):
+        # What SQLite's SUM of 0.10, 0.20 and 0.70 comes back as.
+        assert round_money(Decimal("0.999999999999999")) == Decimal("1.00")
+        assert round_money(Decimal("2.77555756156289E-17")) == Decimal("0.00")
+        assert round_money(3) == Decimal("3.00")
 
 
 class TestPagination:

@@ -9,7 +9,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.tests.factories import ExternalApiAccountFactory
+from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
 from betting_site.api.errors import ApplicationError
@@ -72,6 +72,29 @@ def test_clean_after_a_series_of_real_bets_and_faults(
     assert code == 0, output
     assert "Checking balances of 4 users" in output
     assert "Ledger clean: no violations." in output
+
+
+def test_clean_after_amounts_inexact_in_floating_point():
+    """On SQLite money is stored as floating point: the entries' SUM comes back as
+    0.999999999999999 or 2.8e-17 instead of 1.00 or 0.00, and is rounded to cents
+    before it is compared."""
+    spent, earned = UserFactory(), UserFactory()
+    ledger_post(user=spent, entry_type="initial_balance", amount=Decimal("1.00"))
+    for amount in ("-0.10", "-0.70", "-0.20"):
+        ledger_post(user=spent, entry_type="adjustment", amount=Decimal(amount))
+    ledger_post(user=earned, entry_type="initial_balance", amount=Decimal("0.10"))
+    for amount in ("0.20", "0.70"):
+        ledger_post(user=earned, entry_type="adjustment", amount=Decimal(amount))
+
+    assert UserBalance.objects.get(user=spent).balance == Decimal("0.00")
+    assert UserBalance.objects.get(user=earned).balance == Decimal("1.00")
+    assert ledger_check() == []
+    UserBalance.objects.filter(user=spent).update(balance=Decimal("0.01"))
+    (violation,) = ledger_check()
+    assert (violation.user_id, violation.check) == (spent.pk, Check.BALANCE)
+    assert violation.detail == (
+        "balance 0.01 but the entries sum to 0.00 (difference 0.01)"
+    )
 
 
 CORRUPTIONS = {

@@ -61,6 +61,46 @@ def test_a_broken_chain_is_refused_by_the_database():
         )
 
 
+@pytest.mark.parametrize(
+    ("before", "amount", "after"),
+    [
+        ("10.00", "5.00", "15.01"),
+        ("10.00", "5.00", "14.99"),
+        ("0.10", "0.20", "0.31"),  # inexact in floating point (SQLite)
+        ("0.90", "-0.70", "0.19"),
+    ],
+)
+def test_a_chain_off_by_a_cent_is_refused_by_the_database(before, amount, after):
+    user = UserFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Transaction.objects.create(
+            user=user,
+            type="adjustment",
+            amount=Decimal(amount),
+            balance_before=Decimal(before),
+            balance_after=Decimal(after),
+        )
+
+
+@pytest.mark.parametrize(
+    ("before", "amount", "after"),
+    [("0.10", "0.20", "0.30"), ("0.90", "-0.70", "0.20"), ("1.28", "0.10", "1.38")],
+)
+def test_a_chain_inexact_in_floating_point_is_accepted(before, amount, after):
+    """On SQLite money is stored as floating point, where 0.10 + 0.20 != 0.30: the
+    constraint compares after rounding to cents."""
+    user = UserFactory()
+    Transaction.objects.create(
+        user=user,
+        type="adjustment",
+        amount=Decimal(amount),
+        balance_before=Decimal(before),
+        balance_after=Decimal(after),
+    )
+    entry = Transaction.objects.get(user=user)
+    assert entry.balance_after == Decimal(after)
+
+
 def test_amounts_with_more_than_two_places_are_refused():
     user = UserFactory()
     with pytest.raises(ValueError, match="two decimal places"):
