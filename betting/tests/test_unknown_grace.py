@@ -162,11 +162,34 @@ def test_settle_pending_waits_out_the_grace_and_decides(
     assert bet.status == "unknown"
     call_command("settle_pending")  # exit 0: no bet left open
     out = capsys.readouterr().out
-    assert "waiting" in out
-    assert "for a late POST /bet" in out
+    assert "still unknown; a late POST /bet may land" in out
+    assert "Waiting 1.0 s for late POST /bet requests of 1 unknown bets" in out
     bet.refresh_from_db()
     assert bet.status == "void"  # the late request landed during the wait
     ledger_matches_provider(player, provider)
+
+
+def test_settle_pending_waits_once_for_crashed_placements(
+    provider, settings, make_player, capsys
+):
+    """Placements interrupted by a crash become unknown when found, so their
+    grace starts then: one wait at the end covers all of them."""
+    settings.BET_UNKNOWN_GRACE = 1.0
+    settings.PROVIDER_STAKE_MODE = "debit_on_place"
+    provider.configure(stake_mode="debit_on_place")
+    bets = []
+    for number in range(3):
+        player = make_player(f"95{number:02d}")
+        account = player.external_accounts.get()
+        bets.append(_bet_open(user=player, account=account, amount=Decimal("2")))
+    call_command("settle_pending")  # exit 0: no bet left open
+    out = capsys.readouterr().out
+    assert out.count("Waiting ") == 1  # one wait, not three
+    assert "of 3 unknown bets" in out
+    for bet in bets:
+        bet.refresh_from_db()
+        assert bet.status == "failed"  # never sent: the balance is unchanged
+        assert UserBalance.objects.get(user=bet.user).held == 0
 
 
 def test_the_admin_resolve_summary_says_when_a_bet_will_be_decided(

@@ -42,9 +42,10 @@ contract's resolution rules, each under its user's provider lease.
   unknown (POST /bet may have reached the provider): never sent again.
       debit_on_place: the balance fell by the stake -> void, with its bet_place
       entry; unchanged -> failed. The balance decides only BET_UNKNOWN_GRACE
-      seconds after the timeout (a late POST /bet may still land): a younger
-      bet is waited for.  debit_on_loss: nothing can tell -> void, with no
-      money moved.  Void bets are flagged for staff.
+      seconds after the timeout (a late POST /bet may still land): younger
+      bets are decided after one wait, at the end.
+      debit_on_loss: nothing can tell -> void, with no money moved.
+      Void bets are flagged for staff.
 
 What it cannot know: whether a debit_on_loss bet of unknown outcome exists at the
 provider, or what it would have paid; and which bet a balance change belongs to
@@ -108,8 +109,9 @@ remain open (listed with the reason), 2 on a usage error.
         tally: Counter[str] = Counter()
         still_open: list[tuple[Bet, str]] = []
         void_ids: list[int] = []
-        for done, bet_id in enumerate(ids, start=1):
-            bet, reason, kind = self._settle_one(bet_id, wait)
+        waiting: list[int] = []  # unknown bets a late POST /bet may still reach
+
+        def count(bet: Bet | None, reason: str, kind: str) -> None:
             tally[kind] += 1
             if bet is not None and bet.status in Bet.OPEN_STATUSES:
                 still_open.append((bet, reason))
@@ -117,8 +119,27 @@ remain open (listed with the reason), 2 on a usage error.
                 tally[bet.status] += 1
                 if bet.status == Bet.Status.VOID:
                     void_ids.append(bet.pk)
+
+        for done, bet_id in enumerate(ids, start=1):
+            bet, reason, kind = self._settle_one(bet_id, wait)
+            if kind == "waiting":
+                waiting.append(bet_id)
+            else:
+                count(bet, reason, kind)
             if done % PROGRESS_EVERY == 0 and done < len(ids):
                 self.stdout.write(f"... {done}/{len(ids)} bets examined")
+        if waiting:
+            # One wait for all of them: each is decided once its grace is over.
+            longest = max(
+                unknown_grace_left(bet) for bet in Bet.objects.filter(pk__in=waiting)
+            )
+            self.stdout.write(
+                f"Waiting {longest:.1f} s for late POST /bet requests of "
+                f"{len(waiting)} unknown bets to land before the balance decides them."
+            )
+            time.sleep(longest)
+            for bet_id in waiting:
+                count(*self._settle_one(bet_id, wait))
 
         self._summary(ids, tally, still_open, void_ids)
         not_examined = total_open - len(ids)
@@ -145,13 +166,6 @@ remain open (listed with the reason), 2 on a usage error.
         if bet is None or bet.status not in Bet.OPEN_STATUSES:
             return None, "", "already_final"
         label = f"bet {bet.pk} of {bet.user.username} ({bet.status}, {bet.amount})"
-        grace = unknown_grace_left(bet)
-        if grace > 0:  # oldest first, so the waits add up to one grace at most
-            self.stdout.write(
-                f"{label}: waiting {grace:.1f} s for a late POST /bet to land "
-                "before the balance decides"
-            )
-            time.sleep(grace)
         try:
             bet = bet_resolve(bet=bet, wait=wait)
         except BetInProgress:
@@ -175,6 +189,12 @@ remain open (listed with the reason), 2 on a usage error.
             flag = " (flagged for staff)" if bet.needs_attention else ""
             self.stdout.write(f"{label}: {bet.status}{flag}: {bet.status_reason}")
             return bet, "", "resolved"
+        if (grace := unknown_grace_left(bet)) > 0:
+            self.stdout.write(
+                f"{label}: still unknown; a late POST /bet may land for "
+                f"{grace:.1f} s more, decided after that"
+            )
+            return bet, "", "waiting"
         if bet.needs_attention:
             reason = f"needs attention: {bet.status_reason}"
         else:
