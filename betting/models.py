@@ -66,6 +66,10 @@ class Bet(models.Model):
         indexes = [
             models.Index(fields=["user", "-id"], name="bets_user_idx"),
             models.Index(fields=["status"], name="bets_status_idx"),
+            # The back office: the dashboard's last 24 hours and today's results,
+            # the admin's date drill-down.
+            models.Index(fields=["created_at"], name="bets_created_at_idx"),
+            models.Index(fields=["completed_at"], name="bets_completed_at_idx"),
         ]
         constraints = [
             models.CheckConstraint(
