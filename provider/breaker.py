@@ -39,9 +39,11 @@ class BreakerOpen(Exception):
 
 @dataclass(frozen=True)
 class Permit:
-    """Leave to make one request; ``probe`` when it is the half-open probe."""
+    """Leave to make one request; ``probe`` when it is the half-open probe;
+    ``streak`` when a failure streak was counted (a success then resets it)."""
 
     probe: bool = False
+    streak: bool = True
 
 
 def provider_host(url: str) -> str:
@@ -94,9 +96,12 @@ class CircuitBreaker:
     def acquire(self) -> Permit:
         """Leave to send one request, or ``BreakerOpen``."""
         try:
-            open_until = cache.get(self._open_key)
+            # One round trip for both: a success resets the streak only if one
+            # was counted, so the usual call costs the cache this read alone.
+            found = cache.get_many([self._open_key, self._failures_key])
+            open_until = found.get(self._open_key)
             if open_until is None:
-                return Permit()
+                return Permit(streak=bool(found.get(self._failures_key)))
             now = self.clock()
             if now < open_until:
                 raise BreakerOpen(max(1, math.ceil(open_until - now)))
@@ -124,7 +129,7 @@ class CircuitBreaker:
             if permit.probe:
                 cache.delete_many([self._open_key, self._probe_key, self._failures_key])
                 logger.info("Provider circuit for %s closed", self.host)
-            else:
+            elif permit.streak:
                 cache.delete(self._failures_key)
         except Exception as exc:
             self._cache_failed("record_success", exc)

@@ -140,6 +140,11 @@ class _AttemptReport:
     reason: str = ""  # short: "HTTP 500", "read timeout", "malformed response"
 
 
+# Within one client (one operation's calls) the shared session flag is read again
+# only after this many seconds (never more often than PROVIDER_SESSION_TTL).
+SESSION_RECHECK = 5.0
+
+
 class ProviderClient:
     """The provider's calls for one provider account.
 
@@ -167,6 +172,9 @@ class ProviderClient:
         self._user = user
         self._sleep = sleep
         self._retry_policy = retry_policy
+        # When this client last found the session fresh (monotonic), so that the
+        # calls of one operation ask the cache once; a 401 forgets it.
+        self._session_seen_at: float | None = None
 
     def __repr__(self) -> str:
         return f"ProviderClient(external_user_id={self.external_user_id!r})"
@@ -184,9 +192,15 @@ class ProviderClient:
         return result
 
     def ensure_session(self) -> None:
-        """``POST /auth`` unless this account authenticated recently."""
+        """``POST /auth`` unless this account authenticated recently (asked of the
+        shared cache at most every ``SESSION_RECHECK`` seconds per client)."""
+        seen = self._session_seen_at
+        recheck = min(SESSION_RECHECK, float(settings.PROVIDER_SESSION_TTL))
+        if seen is not None and time.monotonic() - seen < recheck:
+            return
         if not session_is_fresh(host=self._host(), external_user_id=self._account_id()):
             self.auth()
+        self._session_seen_at = time.monotonic()
 
     def balance_set(self, amount: int | Decimal) -> BalanceSetResult:
         """``POST /balance {"balance": N}``: a write, never sent twice blindly."""
@@ -288,6 +302,7 @@ class ProviderClient:
             if report.result.outcome is Outcome.OK:
                 return report.value
             if report.result.status == 401 and call.signed:
+                self._session_seen_at = None
                 session_clear(host=self._host(), external_user_id=self._account_id())
             decision = retry_policy.decide(call, attempt=attempt, result=report.result)
             if not decision.retry:

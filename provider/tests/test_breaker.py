@@ -67,7 +67,7 @@ def fail(breaker: CircuitBreaker, times: int, status: int | None = None) -> None
 class TestStates:
     def test_closed_by_default(self, breaker):
         assert breaker.state() == CLOSED
-        assert breaker.acquire() == Permit(probe=False)
+        assert breaker.acquire() == Permit(probe=False, streak=False)
         assert breaker.retry_after() is None
 
     def test_opens_after_threshold_consecutive_failures(self, breaker):
@@ -84,6 +84,13 @@ class TestStates:
         breaker.record(breaker.acquire(), status=200)
         fail(breaker, 2)
         assert breaker.state() == CLOSED
+
+    def test_a_success_without_a_streak_writes_nothing(self, breaker, monkeypatch):
+        permit = breaker.acquire()
+        writes = []
+        monkeypatch.setattr(cache, "delete", lambda *args, **kw: writes.append(args))
+        breaker.record(permit, status=200)
+        assert writes == []
 
     @pytest.mark.parametrize("status", [400, 401, 404, 422])
     def test_refusals_never_count(self, breaker, status):

@@ -543,6 +543,28 @@ class TestSessions:
         fresh_client.bet_recommend()
         assert paths(mocked).count("/api/auth") == 2
 
+    def test_one_client_reads_the_shared_session_once_per_recheck(
+        self, mocked, fresh_client, monkeypatch
+    ):
+        from provider import client as client_module
+
+        reads = []
+        real = client_module.session_is_fresh
+        monkeypatch.setattr(
+            client_module,
+            "session_is_fresh",
+            lambda **kw: reads.append(kw) or real(**kw),
+        )
+        mocked.post(f"{BASE}/auth", json=AUTH_OK)
+        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        for _ in range(3):
+            fresh_client.bet_recommend()
+        assert len(reads) == 1
+        assert paths(mocked).count("/api/auth") == 1
+        monkeypatch.setattr(client_module, "SESSION_RECHECK", 0.0)
+        fresh_client.bet_recommend()
+        assert len(reads) == 2  # asked again once the recheck time passed
+
     def test_a_401_clears_the_session_and_is_refused(
         self, mocked, account, fresh_client
     ):
