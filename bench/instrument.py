@@ -38,10 +38,11 @@ _VERB = re.compile(
     r"ROLLBACK TO SAVEPOINT)\b",
     re.IGNORECASE,
 )
-_FROM = re.compile(r'\bFROM\s+"(\w+)"', re.IGNORECASE)
-_TARGET = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"(\w+)"', re.I)
+# Table names quoted (the ORM) or not (the project's hand-written SQL).
+_FROM = re.compile(r'\bFROM\s+"?(\w+)"?', re.IGNORECASE)
+_TARGET = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)"?', re.I)
 _SET = re.compile(r"\bSET\s+(.*?)\s+WHERE\b", re.IGNORECASE | re.DOTALL)
-_COLUMN = re.compile(r'"(\w+)"\s*=')
+_COLUMN = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
 _FIELDS = (
     "requests",
     "wall",

@@ -69,6 +69,18 @@ def test_open_loop_latency_counts_from_the_intended_time():
         ('INSERT INTO "api_logs" ("a") VALUES (%s)', "INSERT api_logs"),
         ('SAVEPOINT "s1"', "SAVEPOINT"),
         ('SELECT COUNT(*) AS "__count" FROM "bets"', "SELECT bets count"),
+        # The project's hand-written SQL names tables and columns unquoted.
+        (
+            "UPDATE user_balances SET balance = balance + %s, held = CASE WHEN "
+            "held < %s THEN 0 ELSE held - %s END, updated_at = %s "
+            "WHERE user_id = %s RETURNING balance",
+            "UPDATE user_balances SET balance,held,updated_at",
+        ),
+        (
+            "SELECT u.*, EXISTS (SELECT 1 FROM revoked_sessions r WHERE r.sid = %s) "
+            "AS session_revoked FROM users u WHERE u.id = %s",
+            "SELECT users +exists",
+        ),
     ],
 )
 def test_statement_shapes(sql, shape):
