@@ -110,6 +110,7 @@ class BetAdmin(ReadOnlyModelAdmin):
         "needs_attention",
         "result_in_doubt",
         "unknown_since",
+        "idempotency_key",
         "created_at",
         "updated_at",
         "completed_at",

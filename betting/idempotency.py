@@ -92,8 +92,9 @@ def idempotent(
     stored_statuses: tuple[int, ...] = (201,),
 ) -> HttpResponse:
     """Run ``run`` at most once per key. ``run`` gets a callback to call with the bet
-    as soon as it is recorded (inside that transaction), or None without a key.
-    ``stored_statuses``: the successes that mean the server acted."""
+    just before it is inserted (it sets the bet's ``idempotency_key``, so the link
+    costs no statement of its own), or None without a key. ``stored_statuses``:
+    the successes that mean the server acted."""
     key = request.headers.get(HEADER)
     if key is None:
         return run(None)
@@ -113,9 +114,11 @@ def idempotent(
     if not row.claimed_now:
         return _answer_existing(row.record, request)
     record = row.record
+    placed: list[Bet] = []
 
     def link_bet(bet: Bet) -> None:
-        IdempotencyKey.objects.filter(pk=record.pk).update(bet=bet)
+        bet.idempotency_key_id = record.pk
+        placed[:] = [bet]
 
     try:
         response = _rendered(run(link_bet))
@@ -129,7 +132,8 @@ def idempotent(
             and isinstance(exc.details, dict)
             and "bet" in exc.details
         )
-    _finish(record=record, response=response, acted=acted)
+    bet_id = placed[0].pk if placed else None
+    _finish(record=record, response=response, acted=acted, bet_id=bet_id)
     return response
 
 
@@ -183,7 +187,7 @@ def _claim(
         return _Claim(record, False)
     if record.locked_until and record.locked_until > now:
         raise KeyInUse()
-    if record.bet_id is not None:
+    if _bet_of(record) is not None:
         return _Claim(record, False)
     # The first request died before recording anything: take the key over, once.
     taken = IdempotencyKey.objects.filter(
@@ -204,7 +208,7 @@ def _answer_existing(record: IdempotencyKey, request) -> HttpResponse:
         )
     else:
         # The first request died after recording its bet: its current state.
-        bet = Bet.objects.get(pk=record.bet_id)
+        bet = _bet_of(record)
         response = HttpResponse(
             json_dumps(bet_as_dict(bet)), status=201, content_type="application/json"
         )
@@ -214,7 +218,21 @@ def _answer_existing(record: IdempotencyKey, request) -> HttpResponse:
     return response
 
 
-def _finish(*, record: IdempotencyKey, response: HttpResponse, acted: bool) -> None:
+def _bet_of(record: IdempotencyKey) -> Bet | None:
+    """The bet placed under this key: linked to the key once the response is
+    stored, and by the bet's own ``idempotency_key`` from its insert on."""
+    if record.bet_id is not None:
+        return Bet.objects.filter(pk=record.bet_id).first()
+    return Bet.objects.filter(idempotency_key_id=record.pk).first()
+
+
+def _finish(
+    *,
+    record: IdempotencyKey,
+    response: HttpResponse,
+    acted: bool,
+    bet_id: int | None = None,
+) -> None:
     """Store what the server acted on; free the key otherwise (a 503's bet failed
     with nothing sent, so a retry may place it). A key whose bet is still open
     (the request broke mid-flight) is kept: a retry answers that bet instead of
@@ -225,9 +243,10 @@ def _finish(*, record: IdempotencyKey, response: HttpResponse, acted: bool) -> N
             response_body=response.content.decode("utf-8"),
             completed_at=timezone.now(),
             locked_until=None,
+            bet_id=bet_id,
         )
-    elif IdempotencyKey.objects.filter(
-        pk=record.pk, bet__status__in=Bet.OPEN_STATUSES
+    elif Bet.objects.filter(
+        idempotency_key_id=record.pk, status__in=Bet.OPEN_STATUSES
     ).exists():
         IdempotencyKey.objects.filter(pk=record.pk).update(locked_until=None)
     else:

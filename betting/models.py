@@ -48,6 +48,15 @@ class Bet(models.Model):
         default=False,
         help_text="A POST /win was sent whose outcome is unknown: resolve by balance",
     )
+    idempotency_key = models.OneToOneField(
+        "IdempotencyKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="placed_bet",
+        help_text="The Idempotency-Key of the request that placed it, linked in the "
+        "bet's own insert (a retry of a request that died answers this bet)",
+    )
     unknown_since = models.DateTimeField(
         null=True,
         blank=True,
@@ -159,7 +168,13 @@ class IdempotencyKey(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     bet = models.ForeignKey(
-        Bet, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Bet,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The bet the stored response is about, set with the response "
+        "(while the request runs, the bet's own idempotency_key links them)",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     locked_until = models.DateTimeField(null=True, blank=True)

@@ -87,8 +87,9 @@ def bet_place(
     ``pending`` or ``unknown``). Raises before anything is sent (validation,
     insufficient balance, no linked account, a busy or unresolvable previous bet,
     provider unreachable) and for a definite refusal, the error carrying the bet it
-    recorded as ``details.bet``. ``on_open`` runs inside the transaction that
-    records the bet (the idempotency key links itself to it there).
+    recorded as ``details.bet``. ``on_open`` gets the bet just before it is
+    inserted, inside that transaction, and may set its fields (the idempotency key
+    links itself to it there, in the same insert).
     """
     amount = _validated_amount(amount)
     account = account_for_betting(user=user)
@@ -207,18 +208,19 @@ def _bet_open(
         held = cursor.rowcount == 1
     if not held:
         _hold_slow(user=user, amount=amount)
+    bet = Bet(
+        user=user,
+        account=account,
+        amount=amount,
+        status=Bet.Status.PENDING,
+        stake_mode=settings.PROVIDER_STAKE_MODE,
+    )
+    if on_open is not None:
+        on_open(bet)  # may set fields: the idempotency key links itself here
     try:  # no savepoint: the refusal aborts this whole transaction anyway
-        bet = Bet.objects.create(
-            user=user,
-            account=account,
-            amount=amount,
-            status=Bet.Status.PENDING,
-            stake_mode=settings.PROVIDER_STAKE_MODE,
-        )
+        bet.save(force_insert=True)
     except IntegrityError:
         raise _OpenBetExists from None
-    if on_open is not None:
-        on_open(bet)
     return bet
 
 

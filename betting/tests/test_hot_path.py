@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 # Statements of one POST /api/bets with an Idempotency-Key, the audit log apart
 # (bench/results/bench-latest.md lists them one by one). debit_on_place books the
 # stake in its own step when the provider takes the bet: 2 more.
-STATEMENTS_PER_BET = {"debit_on_loss": 14, "debit_on_place": 16}
+STATEMENTS_PER_BET = {"debit_on_loss": 13, "debit_on_place": 15}
 _NOT_COUNTED = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)")
 
 

@@ -137,6 +137,51 @@ def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, use
     assert Bet.objects.count() == 1
 
 
+def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
+    auth_client, player, user, monkeypatch
+):
+    """The key is linked in the bet's own insert: a process killed right after it
+    (here: inside the provider call, before anything else is written) leaves a
+    key whose retry answers that bet instead of placing another."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from provider.client import ProviderClient
+
+    class Killed(BaseException):  # not an Exception: nothing catches it
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(ProviderClient, "bet_place", killed)
+    with pytest.raises(Killed):
+        post(auth_client, '{"amount": 3}', "key-0000009")
+    monkeypatch.undo()
+    record = IdempotencyKey.objects.get(key="key-0000009")
+    bet = Bet.objects.get()
+    assert bet.idempotency_key_id == record.pk
+    assert record.bet_id is None  # its response was never stored
+    assert record.status_code is None
+    IdempotencyKey.objects.filter(pk=record.pk).update(
+        locked_until=timezone.now() - timedelta(seconds=1)
+    )
+    response = post(auth_client, '{"amount": 3}', "key-0000009")
+    assert response.status_code == 201
+    assert response["Idempotent-Replayed"] == "true"
+    assert response.json()["id"] == bet.pk
+    assert Bet.objects.count() == 1
+
+
+def test_a_stored_response_names_its_bet(auth_client, player):
+    response = post(auth_client, '{"amount": 3}', "key-0000010")
+    assert response.status_code == 201
+    record = IdempotencyKey.objects.get(key="key-0000010")
+    assert record.bet_id == response.json()["id"]
+    assert Bet.objects.get().idempotency_key_id == record.pk
+
+
 @pytest.mark.parametrize("key", ["short", "x" * 256, "has space 123", "ключ-12345"])
 def test_malformed_keys_are_400(auth_client, player, key):
     response = auth_client.post(
