@@ -209,18 +209,17 @@ def api_log_record(
             "request_id": (
                 "" if request_id in (None, "-") else _storable(request_id[:128])
             ),
-            "created_at": timezone.now(),
-        }
+        }  # created_at: the model's default, now, the time of the call
         buffer = _buffer.get()
-        if buffer is not None:
-            row = ApiLog(**fields)
-            buffer.append(row)
-            if len(buffer) >= MAX_BUFFERED_ROWS:
-                _flush(buffer)
-            return row
-        # A savepoint: a failed insert must not poison the caller's transaction.
-        with transaction.atomic():
-            return ApiLog.objects.create(**fields)
+        if buffer is None:
+            # A savepoint: a failed insert must not poison the caller's transaction.
+            with transaction.atomic():
+                return ApiLog.objects.create(**fields)
+        row = ApiLog(**fields)
+        buffer.append(row)
+        if len(buffer) >= MAX_BUFFERED_ROWS:
+            _flush(buffer)
+        return row
     except Exception:
         logger.warning(
             "Could not write the API log row of %s %s", method, endpoint, exc_info=True

@@ -112,7 +112,7 @@ def idempotent(
         user_id=request.user.pk,
     )
     if not row.claimed_now:
-        return _answer_existing(row.record, request)
+        return _answer_existing(row.record, request, bet=row.bet)
     record = row.record
     placed: list[Bet] = []
 
@@ -150,9 +150,12 @@ def _rendered(response: HttpResponse) -> HttpResponse:
 
 
 class _Claim:
-    def __init__(self, record: IdempotencyKey, claimed_now: bool) -> None:
+    def __init__(
+        self, record: IdempotencyKey, claimed_now: bool, bet: Bet | None = None
+    ) -> None:
         self.record = record
         self.claimed_now = claimed_now
+        self.bet = bet  # the bet of a key whose first request died
 
 
 def _claim(
@@ -187,8 +190,8 @@ def _claim(
         return _Claim(record, False)
     if record.locked_until and record.locked_until > now:
         raise KeyInUse()
-    if _bet_of(record) is not None:
-        return _Claim(record, False)
+    if (bet := _bet_of(record)) is not None:
+        return _Claim(record, False, bet)
     # The first request died before recording anything: take the key over, once.
     taken = IdempotencyKey.objects.filter(
         pk=record.pk, locked_until=record.locked_until, status_code__isnull=True
@@ -199,7 +202,9 @@ def _claim(
     return _Claim(record, True)
 
 
-def _answer_existing(record: IdempotencyKey, request) -> HttpResponse:
+def _answer_existing(
+    record: IdempotencyKey, request, *, bet: Bet | None = None
+) -> HttpResponse:
     if record.status_code is not None:
         response = HttpResponse(
             record.response_body.encode("utf-8"),
@@ -208,7 +213,6 @@ def _answer_existing(record: IdempotencyKey, request) -> HttpResponse:
         )
     else:
         # The first request died after recording its bet: its current state.
-        bet = _bet_of(record)
         response = HttpResponse(
             json_dumps(bet_as_dict(bet)), status=201, content_type="application/json"
         )

@@ -311,12 +311,25 @@ def _bet_record_placed_debited_fast(
     """debit_on_place in three statements: the stake posted (the balance row moved
     and locked, the hold released), the id saved only if the bet is still pending
     without one, the entry. Raises to be rolled back (a duplicate id included)."""
+    # The balance row first: every path locks it before the bet.
+    ledger_post_moving(user_id=bet.user_id, **_stake_entry(bet, external_bet_id))
     now = timezone.now()
     saved = Bet.objects.filter(
         pk=bet.pk, status=Bet.Status.PENDING, external_bet_id__isnull=True
-    )
-    entry_args = {  # the balance row first: every path locks it before the bet
-        "user_id": bet.user_id,
+    ).update(external_bet_id=external_bet_id, result_in_doubt=win_next, updated_at=now)
+    if not saved:
+        raise _NotFast(f"bet {bet.pk} is no longer pending without an id")
+    bet.external_bet_id = external_bet_id
+    bet.result_in_doubt = win_next
+    bet.updated_at = now
+    bet_outcome_record(outcome=BET_PLACED)
+    return bet
+
+
+def _stake_entry(bet: Bet, external_bet_id: str) -> dict[str, Any]:
+    """The ledger entry of a stake the provider took (debit_on_place), releasing
+    its hold in the same write."""
+    return {
         "entry_type": Transaction.Type.BET_PLACE,
         "amount": -bet.amount,
         "bet": bet,
@@ -324,18 +337,6 @@ def _bet_record_placed_debited_fast(
         "evidence": {"external_bet_id": external_bet_id},
         "release_hold": bet.amount,
     }
-    ledger_post_moving(**entry_args)
-    if not saved.update(
-        external_bet_id=external_bet_id, result_in_doubt=win_next, updated_at=now
-    ):
-        raise _NotFast(f"bet {bet.pk} is no longer pending without an id")
-    bet.external_bet_id, bet.result_in_doubt, bet.updated_at = (
-        external_bet_id,
-        win_next,
-        now,
-    )
-    bet_outcome_record(outcome=BET_PLACED)
-    return bet
 
 
 @transaction.atomic
@@ -377,14 +378,7 @@ def _bet_record_placed_and_debited(
         return bet
     if bet.stake_mode == DEBIT_ON_PLACE:
         ledger_post(
-            user=_owner(bet),
-            entry_type=Transaction.Type.BET_PLACE,
-            amount=-bet.amount,
-            bet=bet,
-            description=f"Stake of bet {bet.pk}",
-            evidence={"external_bet_id": external_bet_id},
-            wallet=wallet,
-            release_hold=bet.amount,
+            user=_owner(bet), wallet=wallet, **_stake_entry(bet, external_bet_id)
         )
     bet_outcome_record(outcome=BET_PLACED)
     return bet
@@ -545,20 +539,20 @@ def _resolve_open_bets(*, user: User, client: ProviderClient, lease: Lease) -> N
         bet = _resolve(bet=bet, client=client, lease=lease)
         if bet.status not in Bet.OPEN_STATUSES:
             continue
-        grace = unknown_grace_left(bet)
-        if grace > 0:
-            raise BetInProgress(
+        retry_after = 5
+        message = (
+            f"Bet {bet.pk} is still {bet.status} at the provider; a new bet waits "
+            "until it is resolved"
+        )
+        if (grace := math.ceil(unknown_grace_left(bet))) > 0:
+            retry_after = grace
+            message = (
                 f"Bet {bet.pk} is still unknown: its POST /bet may yet reach the "
-                f"provider, so it is decided from the balance in {math.ceil(grace)} "
-                "s; a new bet waits until then",
-                retry_after=math.ceil(grace),
-                details={"bet": bet_as_dict(bet)},
+                f"provider, so it is decided from the balance in {grace} s; a new "
+                "bet waits until then"
             )
         raise BetInProgress(
-            f"Bet {bet.pk} is still {bet.status} at the provider; a new bet "
-            "waits until it is resolved",
-            retry_after=5,
-            details={"bet": bet_as_dict(bet)},
+            message, retry_after=retry_after, details={"bet": bet_as_dict(bet)}
         )
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from betting_site.api.errors import ValidationFailed
-from betting_site.money import MONEY_MAX, to_money
+from betting_site.money import MONEY_MAX, round_money, to_money
 from wallet.models import Transaction, UserBalance
 
 logger = logging.getLogger(__name__)
@@ -111,15 +111,19 @@ def _ledger_post(
         wallet.held = max(Decimal(0), wallet.held - release_hold)
         fields.append("held")
     wallet.save(update_fields=fields)
+    _log_entry(entry)
+    return entry
+
+
+def _log_entry(entry: Transaction) -> None:
     logger.info(
         "Ledger %s %s for user %s: balance %s -> %s",
-        entry_type,
-        amount,
-        user.pk,
+        entry.type,
+        entry.amount,
+        entry.user_id,
         entry.balance_before,
         entry.balance_after,
     )
-    return entry
 
 
 class LedgerFastPathUnavailable(Exception):
@@ -166,7 +170,7 @@ def ledger_post_moving(
         row = cursor.fetchone()
     if row is None:
         raise LedgerFastPathUnavailable(f"user {user_id} has no balance row")
-    balance_after = to_money(Decimal(str(row[0])).quantize(Decimal("0.01")))
+    balance_after = round_money(row[0])  # a float on SQLite
     if abs(balance_after) > MONEY_MAX:
         raise LedgerFastPathUnavailable("the balance would leave the column's range")
     entry = Transaction.objects.create(
@@ -179,14 +183,7 @@ def ledger_post_moving(
         description=description[:500],
         evidence=evidence or {},
     )
-    logger.info(
-        "Ledger %s %s for user %s: balance %s -> %s",
-        entry_type,
-        amount,
-        user_id,
-        entry.balance_before,
-        entry.balance_after,
-    )
+    _log_entry(entry)
     return entry
 
 

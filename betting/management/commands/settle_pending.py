@@ -109,7 +109,7 @@ remain open (listed with the reason), 2 on a usage error.
         tally: Counter[str] = Counter()
         still_open: list[tuple[Bet, str]] = []
         void_ids: list[int] = []
-        waiting: list[int] = []  # unknown bets a late POST /bet may still reach
+        waiting: list[Bet] = []  # unknown bets a late POST /bet may still reach
 
         def count(bet: Bet | None, reason: str, kind: str) -> None:
             tally[kind] += 1
@@ -123,23 +123,21 @@ remain open (listed with the reason), 2 on a usage error.
         for done, bet_id in enumerate(ids, start=1):
             bet, reason, kind = self._settle_one(bet_id, wait)
             if kind == "waiting":
-                waiting.append(bet_id)
+                waiting.append(bet)
             else:
                 count(bet, reason, kind)
             if done % PROGRESS_EVERY == 0 and done < len(ids):
                 self.stdout.write(f"... {done}/{len(ids)} bets examined")
         if waiting:
             # One wait for all of them: each is decided once its grace is over.
-            longest = max(
-                unknown_grace_left(bet) for bet in Bet.objects.filter(pk__in=waiting)
-            )
+            longest = max(unknown_grace_left(bet) for bet in waiting)
             self.stdout.write(
                 f"Waiting {longest:.1f} s for late POST /bet requests of "
                 f"{len(waiting)} unknown bets to land before the balance decides them."
             )
             time.sleep(longest)
-            for bet_id in waiting:
-                count(*self._settle_one(bet_id, wait))
+            for bet in waiting:
+                count(*self._settle_one(bet.pk, wait))
 
         self._summary(ids, tally, still_open, void_ids)
         not_examined = total_open - len(ids)
