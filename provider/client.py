@@ -1,4 +1,4 @@
-"""The only code that talks HTTP to the provider.
+"""The only code that talks HTTP to the provider, through ``provider.transport``.
 
 One ``ProviderClient`` per provider account, one method per provider call. Each
 call is signed once (``provider.signing``) and the signed bytes are what is sent;
@@ -8,16 +8,13 @@ written to the API log, redacted.
 """
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 
 from auditlog.models import ApiLog
 from auditlog.services import api_log_record
@@ -44,13 +41,14 @@ from provider.policy import (
     Decision,
     Outcome,
     RetryPolicy,
-    outcome_of_exception,
     outcome_of_status,
+    outcome_of_transport_error,
     parse_retry_after,
     retry_after_header,
 )
 from provider.sessions import session_clear, session_is_fresh, session_mark
 from provider.signing import sign_body
+from provider.transport import Transport, TransportError, default_transport
 from provider.types import (
     PROVIDER_BET_MAX,
     PROVIDER_BET_MIN,
@@ -73,22 +71,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_local = threading.local()
 _NOT_JSON = object()
 _MAX_TEXT = 2000
-
-
-def _http_session() -> requests.Session:
-    """This thread's session: pooled keep-alive connections, no hidden retries."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False  # no proxies or credentials from the environment
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _local.session = session
-    return session
 
 
 def _timeouts() -> tuple[float, float]:
@@ -119,19 +103,6 @@ def _money(amount: int | Decimal) -> Decimal:
     return amount
 
 
-def _reason(exc: requests.RequestException) -> str:
-    """A short, stable description of a transport error."""
-    names = {
-        requests.exceptions.ConnectTimeout: "connect timeout",
-        requests.exceptions.ReadTimeout: "read timeout",
-        requests.exceptions.ConnectionError: "connection error",
-    }
-    for exc_type, name in names.items():
-        if isinstance(exc, exc_type):
-            return name
-    return type(exc).__name__
-
-
 @dataclass(frozen=True)
 class _AttemptReport:
     result: AttemptResult
@@ -151,6 +122,9 @@ class ProviderClient:
     Give ``account`` (an ``ExternalApiAccount``), or ``external_user_id`` and
     ``secret`` (and ``user``, the local user for the API log). ``health()`` needs
     neither. ``sleep`` replaces ``time.sleep`` between retries (tests).
+    ``transport`` sends the requests; without one, ``default_transport()`` at the
+    time of each request (see ``provider.transport``, the one seam for the
+    provider's HTTP layer).
     """
 
     def __init__(
@@ -162,6 +136,7 @@ class ProviderClient:
         user: Any = None,
         sleep: Callable[[float], None] | None = None,
         retry_policy: RetryPolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
         if account is not None:
             external_user_id = account.external_user_id
@@ -172,6 +147,7 @@ class ProviderClient:
         self._user = user
         self._sleep = sleep
         self._retry_policy = retry_policy
+        self._transport = transport
         # When this client last found the session fresh (monotonic), so that the
         # calls of one operation ask the cache once; a 401 forgets it.
         self._session_seen_at: float | None = None
@@ -336,21 +312,23 @@ class ProviderClient:
         response_body: Any = None
         value: Any = None
         error = ""
+        transport = self._transport
+        if transport is None:
+            transport = default_transport()
         try:
-            response = _http_session().request(
+            response = transport.send(
                 call.method,
                 url,
-                data=payload or None,
+                body=payload or None,
                 headers=headers,
                 timeout=_timeouts(),
-                allow_redirects=False,
             )
-        except requests.RequestException as exc:
-            outcome = outcome_of_exception(exc)
-            reason = _reason(exc)
-            error = f"{reason}: {type(exc).__name__}: {exc}"
+        except TransportError as exc:
+            outcome = outcome_of_transport_error(exc)
+            reason = exc.reason
+            error = str(exc)
         else:
-            status = response.status_code
+            status = response.status
             parsed = self._parse_body(response.content)
             response_body = response.text[:_MAX_TEXT] if parsed is _NOT_JSON else parsed
             outcome = outcome_of_status(status)

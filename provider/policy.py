@@ -10,14 +10,14 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-import requests
 from django.conf import settings
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from provider.transport import TransportError
 
 
 class Outcome(StrEnum):
@@ -65,51 +65,10 @@ class Decision:
     give_up_as_unreachable: bool = False
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and what it wraps, outermost first.
-
-    requests keeps urllib3's error as its first argument, and urllib3's
-    ``MaxRetryError`` keeps the underlying error as ``reason``.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        if isinstance(current, MaxRetryError):
-            current = current.reason
-        elif (
-            isinstance(current, requests.RequestException)
-            and current.args
-            and isinstance(current.args[0], BaseException)
-        ):
-            current = current.args[0]
-        else:
-            current = current.__cause__ or current.__context__
-
-
-def never_connected(exc: BaseException) -> bool:
-    """True only when the request certainly never left this machine.
-
-    A ``ConnectionError`` is not enough: requests raises it too for a connection
-    reset or closed after the request was written (``ProtocolError``,
-    ``RemoteDisconnected``), when the provider may have acted. The first error
-    under requests' and urllib3's wrappers decides.
-    """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.exceptions.ConnectionError):
-        return False
-    for cause in _causes(exc):
-        if isinstance(cause, requests.RequestException | MaxRetryError):
-            continue
-        # NameResolutionError subclasses NewConnectionError.
-        return isinstance(cause, NewConnectionError)
-    return False
-
-
-def outcome_of_exception(exc: BaseException) -> Outcome:
-    return Outcome.UNREACHABLE if never_connected(exc) else Outcome.UNKNOWN
+def outcome_of_transport_error(error: TransportError) -> Outcome:
+    """No answer came back: unreachable only if the request certainly never left
+    this machine (the transport decides, see ``provider.transport``)."""
+    return Outcome.UNKNOWN if error.sent else Outcome.UNREACHABLE
 
 
 def outcome_of_status(status: int) -> Outcome:

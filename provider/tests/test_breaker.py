@@ -1,10 +1,7 @@
 import logging
 
 import pytest
-import requests
-import responses
 from django.core.cache import cache
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from accounts.tests.factories import ExternalApiAccountFactory
 from provider import breaker as breaker_module
@@ -25,6 +22,8 @@ from provider.exceptions import (
     ProviderUnreachable,
 )
 from provider.sessions import session_mark
+from provider.testing import ScriptedTransport
+from provider.transport import TransportError, transport_installed
 
 BASE = "http://provider.test/api"
 HOST = "http://provider.test"
@@ -215,14 +214,13 @@ class TestCacheFailure:
         monkeypatch.setattr(breaker_module, "cache", BrokenCache())
         account = ExternalApiAccountFactory(secret="a-provider-secret")
         session_mark(host=HOST, external_user_id=account.external_user_id)
-        with responses.RequestsMock() as mocked:
-            mocked.get(f"{BASE}/bet", json={"bet": 2})
+        with transport_installed(ScriptedTransport()) as mocked:
+            mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
             assert ProviderClient(account=account).bet_recommend().amount == 2
 
 
-def refused() -> requests.ConnectionError:
-    reason = NewConnectionError(None, "Connection refused")
-    return requests.ConnectionError(MaxRetryError(None, BASE, reason=reason))
+def refused() -> TransportError:
+    return TransportError("connection error", sent=False)
 
 
 @pytest.mark.django_db
@@ -234,9 +232,9 @@ class TestWithTheClient:
         return ProviderClient(account=account, sleep=lambda seconds: None)
 
     def test_open_breaker_fails_fast_with_nothing_sent(self, client):
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
-            mocked.post(f"{BASE}/win", status=500)
-            mocked.post(f"{BASE}/bet", body=refused())
+        with transport_installed(ScriptedTransport()) as mocked:
+            mocked.add("POST", f"{BASE}/win", status=500)
+            mocked.add("POST", f"{BASE}/bet", error=refused())
             for _ in range(2):
                 with pytest.raises(ProviderOutcomeUnknown):
                     client.bet_result("1")
@@ -254,8 +252,8 @@ class TestWithTheClient:
         assert breaker_state() == OPEN
 
     def test_refusals_never_open_the_breaker(self, client):
-        with responses.RequestsMock() as mocked:
-            mocked.post(f"{BASE}/bet", status=400, json={"error": "no"})
+        with transport_installed(ScriptedTransport()) as mocked:
+            mocked.add("POST", f"{BASE}/bet", status=400, json={"error": "no"})
             for _ in range(5):
                 with pytest.raises(ProviderRefused):
                     client.bet_place(3)
@@ -266,8 +264,8 @@ class TestWithTheClient:
         settings.PROVIDER_BREAKER_RESET = 0.0
         fail(CircuitBreaker.for_url(), 3)
         assert breaker_state() == HALF_OPEN
-        with responses.RequestsMock() as mocked:
-            mocked.get(f"{BASE}/bet", json={"bet": 1})
+        with transport_installed(ScriptedTransport()) as mocked:
+            mocked.add("GET", f"{BASE}/bet", json={"bet": 1})
             assert client.bet_recommend().amount == 1
         assert breaker_state() == CLOSED
         assert cache.get(f"provider:breaker:{HOST}:probe") is None

@@ -1,28 +1,19 @@
-"""The provider client against the provider mocked at the HTTP layer (responses),
-and, for the transport failures that matter most, against real sockets."""
+"""The provider client against the provider scripted at its transport
+(``provider.testing.ScriptedTransport``, installed through the transport seam), and,
+for the transport failures that matter most, against real sockets."""
 
-import http.client
 import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-import requests
-import responses
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 
 from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting_site.logging import request_id_var
-from provider import client as client_module
 from provider import sessions as sessions_module
 from provider.client import ProviderClient
 from provider.exceptions import (
@@ -33,6 +24,8 @@ from provider.exceptions import (
 )
 from provider.sessions import session_is_fresh, session_mark
 from provider.signing import sign_body
+from provider.testing import ScriptedTransport
+from provider.transport import TransportError, transport_installed
 from provider.types import (
     AuthResult,
     BalanceCheck,
@@ -62,26 +55,26 @@ SIG_BALANCE_1000 = (
 )
 
 
-# --- transport errors as requests raises them --------------------------------------
+# --- transport errors as the transport reports them (how requests' errors map to
+# these: provider/tests/test_transport.py) ------------------------------------------
 
 
-def refused() -> requests.ConnectionError:
-    reason = NewConnectionError(None, "Failed to establish a new connection: refused")
-    return requests.ConnectionError(MaxRetryError(None, BASE, reason=reason))
+def refused() -> TransportError:
+    return TransportError(
+        "connection error", sent=False, detail="ConnectionError: refused"
+    )
 
 
-def connect_timeout() -> requests.ConnectTimeout:
-    reason = ConnectTimeoutError(None, "Connection to provider.test timed out")
-    return requests.ConnectTimeout(MaxRetryError(None, BASE, reason=reason))
+def connect_timeout() -> TransportError:
+    return TransportError("connect timeout", sent=False)
 
 
-def reset_after_send() -> requests.ConnectionError:
-    cause = http.client.RemoteDisconnected("Remote end closed connection")
-    return requests.ConnectionError(ProtocolError("Connection aborted.", cause))
+def reset_after_send() -> TransportError:
+    return TransportError("connection error", sent=True, detail="RemoteDisconnected")
 
 
-def read_timeout() -> requests.ReadTimeout:
-    return requests.ReadTimeout(ReadTimeoutError(None, BASE, "Read timed out."))
+def read_timeout() -> TransportError:
+    return TransportError("read timeout", sent=True)
 
 
 # --- fixtures ----------------------------------------------------------------------
@@ -103,9 +96,10 @@ def provider_settings(settings):
 
 
 @pytest.fixture
-def mocked():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
+def mocked() -> Iterator[ScriptedTransport]:
+    """The provider, scripted; every client without its own transport uses it."""
+    with transport_installed(ScriptedTransport()) as transport:
+        yield transport
 
 
 @pytest.fixture
@@ -125,12 +119,12 @@ def client(account, sleeps) -> ProviderClient:
     return ProviderClient(account=account, sleep=sleeps.append)
 
 
-def sent(rsps, index: int = -1):
-    return rsps.calls[index].request
+def sent(transport: ScriptedTransport, index: int = -1):
+    return transport.calls[index]
 
 
-def paths(rsps) -> list[str]:
-    return [call.request.path_url for call in rsps.calls]
+def paths(transport: ScriptedTransport) -> list[str]:
+    return transport.paths()
 
 
 # --- every call and its shape ------------------------------------------------------
@@ -139,7 +133,7 @@ def paths(rsps) -> list[str]:
 @pytest.mark.django_db
 class TestCalls:
     def test_health_is_unsigned_get(self, mocked, sleeps):
-        mocked.get(f"{BASE}/health", json={"status": "ok"})
+        mocked.add("GET", f"{BASE}/health", json={"status": "ok"})
         result = ProviderClient(sleep=sleeps.append).health()
         assert result.raw["status"] == "ok"
         request = sent(mocked)
@@ -150,7 +144,8 @@ class TestCalls:
         assert not request.body
 
     def test_auth_posts_signed_empty_object(self, mocked, account, sleeps):
-        mocked.post(
+        mocked.add(
+            "POST",
             f"{BASE}/auth",
             json={
                 "message": "Successfully authenticated",
@@ -167,7 +162,8 @@ class TestCalls:
         assert request.headers["Content-Type"] == "application/json"
 
     def test_balance_set_sends_exactly_the_signed_bytes(self, mocked, client):
-        mocked.post(
+        mocked.add(
+            "POST",
             f"{BASE}/balance",
             json={"message": "Balance set successfully", "balance": 1000},
         )
@@ -178,7 +174,7 @@ class TestCalls:
         assert request.headers["x-signature"] == SIG_BALANCE_1000
 
     def test_balance_read_sends_no_body_and_signs_empty_object(self, mocked, client):
-        mocked.post(f"{BASE}/balance", body=b'{"balance":1006.10}')
+        mocked.add("POST", f"{BASE}/balance", body=b'{"balance":1006.10}')
         result = client.balance_read()
         assert result.balance == Decimal("1006.10")
         assert isinstance(result.balance, Decimal)
@@ -187,7 +183,7 @@ class TestCalls:
         assert request.headers["x-signature"] == SIG_EMPTY
 
     def test_bet_recommend_is_a_signed_get_without_body(self, mocked, client):
-        mocked.get(f"{BASE}/bet", json={"bet": 3})
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 3})
         assert client.bet_recommend().amount == 3
         request = sent(mocked)
         assert request.method == "GET"
@@ -195,8 +191,10 @@ class TestCalls:
         assert request.headers["x-signature"] == SIG_EMPTY
 
     def test_bet_place_posts_whole_stake(self, mocked, client):
-        mocked.post(
-            f"{BASE}/bet", json={"message": "Bet placed successfully", "bet_id": "456"}
+        mocked.add(
+            "POST",
+            f"{BASE}/bet",
+            json={"message": "Bet placed successfully", "bet_id": "456"},
         )
         result = client.bet_place(Decimal("3.00"))
         assert result == BetPlaced(bet_id="456", raw={})
@@ -205,7 +203,7 @@ class TestCalls:
         assert request.headers["x-signature"] == SIG_BET_3
 
     def test_numeric_bet_id_is_normalised_to_a_string(self, mocked, client):
-        mocked.post(f"{BASE}/bet", json={"bet_id": 456})
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": 456})
         assert client.bet_place(3).bet_id == "456"
 
     @pytest.mark.parametrize("amount", [0, 6, Decimal("2.5"), True, 2.0, "3"])
@@ -215,8 +213,8 @@ class TestCalls:
         assert len(mocked.calls) == 0
 
     def test_bet_result_win_and_loss(self, mocked, client):
-        mocked.post(f"{BASE}/win", json={"win": 6, "message": "You won!"})
-        mocked.post(f"{BASE}/win", json={"win": 0, "message": "You lost"})
+        mocked.add("POST", f"{BASE}/win", json={"win": 6, "message": "You won!"})
+        mocked.add("POST", f"{BASE}/win", json={"win": 0, "message": "You lost"})
         assert client.bet_result("456").win == Decimal("6")
         assert client.bet_result("456").win == Decimal("0")
         request = sent(mocked)
@@ -227,8 +225,11 @@ class TestCalls:
         )
 
     def test_balance_check_correct_and_incorrect(self, mocked, client):
-        mocked.post(f"{BASE}/check-balance", json={"is_correct": True, "balance": 1006})
-        mocked.post(
+        mocked.add(
+            "POST", f"{BASE}/check-balance", json={"is_correct": True, "balance": 1006}
+        )
+        mocked.add(
+            "POST",
             f"{BASE}/check-balance",
             json={
                 "is_correct": False,
@@ -244,7 +245,7 @@ class TestCalls:
         assert sent(mocked).body == b'{"expected_balance":1010.5}'
 
     def test_raw_is_read_only_and_keeps_decimals(self, mocked, client):
-        mocked.post(f"{BASE}/balance", body=b'{"balance":1006.10,"extra":[1,2]}')
+        mocked.add("POST", f"{BASE}/balance", body=b'{"balance":1006.10,"extra":[1,2]}')
         result = client.balance_read()
         with pytest.raises(TypeError):
             result.raw["balance"] = 1
@@ -255,19 +256,19 @@ class TestCalls:
     def test_timeouts_and_url_are_read_at_call_time(self, mocked, client, settings):
         settings.EXTERNAL_API_CONNECT_TIMEOUT = 0.25
         settings.EXTERNAL_API_READ_TIMEOUT = 0.75
-        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
         client.bet_recommend()
-        assert sent(mocked).req_kwargs["timeout"] == (0.25, 0.75)
+        assert sent(mocked).timeout == (0.25, 0.75)
         settings.EXTERNAL_API_URL = "http://other.test/v2/"
         session_mark(host="http://other.test", external_user_id="5")
-        mocked.get("http://other.test/v2/bet", json={"bet": 4})
+        mocked.add("GET", "http://other.test/v2/bet", json={"bet": 4})
         assert client.bet_recommend().amount == 4
 
     def test_redirects_are_not_followed(self, mocked, client):
-        mocked.post(
-            f"{BASE}/bet", status=302, headers={"Location": f"{BASE}/elsewhere"}
+        mocked.add(
+            "POST", f"{BASE}/bet", status=302, headers={"Location": f"{BASE}/elsewhere"}
         )
-        mocked.post(f"{BASE}/elsewhere", json={"bet_id": "1"})
+        mocked.add("POST", f"{BASE}/elsewhere", json={"bet_id": "1"})
         with pytest.raises(ProviderOutcomeUnknown):
             client.bet_place(1)
         assert paths(mocked) == ["/api/bet"]
@@ -277,21 +278,22 @@ class TestCalls:
             ProviderClient().bet_recommend()
         assert len(mocked.calls) == 0
 
+    def test_a_client_given_a_transport_uses_it_not_the_installed_one(
+        self, mocked, account, sleeps
+    ):
+        own = ScriptedTransport()
+        own.add("GET", "/bet", json={"bet": 5})
+        session_mark(host=HOST, external_user_id=account.external_user_id)
+        client = ProviderClient(account=account, sleep=sleeps.append, transport=own)
+        assert client.bet_recommend().amount == 5
+        assert own.paths() == ["/api/bet"]
+        assert mocked.calls == []
 
-class TestHttpSession:
-    def test_one_pooled_session_per_thread_without_hidden_retries(self):
-        session = client_module._http_session()
-        assert client_module._http_session() is session
-        assert session.trust_env is False
-        adapter = session.get_adapter(BASE)
-        assert adapter.max_retries.total == 0
-        others = []
-        thread = threading.Thread(
-            target=lambda: others.append(client_module._http_session())
-        )
-        thread.start()
-        thread.join()
-        assert others[0] is not session
+    def test_what_nothing_was_scripted_for_fails_the_test(self, mocked, client):
+        from provider.testing import UnscriptedRequest
+
+        with pytest.raises(UnscriptedRequest):
+            client.bet_recommend()
 
 
 # --- what is retried ---------------------------------------------------------------
@@ -302,8 +304,8 @@ class TestWritesAreNeverRetriedBlindly:
     def test_read_timeout_on_bet_place_is_never_retried_and_outcome_unknown(
         self, mocked, client, sleeps
     ):
-        mocked.post(f"{BASE}/bet", body=read_timeout())
-        mocked.post(f"{BASE}/bet", json={"bet_id": "2"})
+        mocked.add("POST", f"{BASE}/bet", error=read_timeout())
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "2"})
         with pytest.raises(ProviderOutcomeUnknown) as caught:
             client.bet_place(3)
         assert len(mocked.calls) == 1
@@ -313,29 +315,29 @@ class TestWritesAreNeverRetriedBlindly:
         assert (caught.value.code, caught.value.http_status) == ("PROVIDER_ERROR", 502)
 
     def test_reset_after_sending_bet_place_is_outcome_unknown(self, mocked, client):
-        mocked.post(f"{BASE}/bet", body=reset_after_send())
-        mocked.post(f"{BASE}/bet", json={"bet_id": "2"})
+        mocked.add("POST", f"{BASE}/bet", error=reset_after_send())
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "2"})
         with pytest.raises(ProviderOutcomeUnknown):
             client.bet_place(3)
         assert len(mocked.calls) == 1
 
     def test_refused_connection_on_bet_place_is_retried(self, mocked, client, sleeps):
-        mocked.post(f"{BASE}/bet", body=refused())
-        mocked.post(f"{BASE}/bet", json={"bet_id": "77"})
+        mocked.add("POST", f"{BASE}/bet", error=refused())
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "77"})
         assert client.bet_place(3).bet_id == "77"
         assert len(mocked.calls) == 2
         assert len(sleeps) == 1
 
     def test_connect_timeout_on_bet_place_is_retried(self, mocked, client):
-        mocked.post(f"{BASE}/bet", body=connect_timeout())
-        mocked.post(f"{BASE}/bet", json={"bet_id": "78"})
+        mocked.add("POST", f"{BASE}/bet", error=connect_timeout())
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "78"})
         assert client.bet_place(3).bet_id == "78"
         assert len(mocked.calls) == 2
 
     def test_never_connecting_gives_unreachable_after_the_retries(
         self, mocked, client, sleeps
     ):
-        mocked.post(f"{BASE}/bet", body=refused())
+        mocked.add("POST", f"{BASE}/bet", error=refused())
         with pytest.raises(ProviderUnreachable) as caught:
             client.bet_place(3)
         assert len(mocked.calls) == 3
@@ -349,8 +351,8 @@ class TestWritesAreNeverRetriedBlindly:
         assert int(error.headers["Retry-After"]) >= 1
 
     def test_5xx_on_win_is_outcome_unknown_and_not_retried(self, mocked, client):
-        mocked.post(f"{BASE}/win", status=500, json={"error": "boom"})
-        mocked.post(f"{BASE}/win", json={"win": 6})
+        mocked.add("POST", f"{BASE}/win", status=500, json={"error": "boom"})
+        mocked.add("POST", f"{BASE}/win", json={"win": 6})
         with pytest.raises(ProviderOutcomeUnknown) as caught:
             client.bet_result("456")
         assert len(mocked.calls) == 1
@@ -358,7 +360,7 @@ class TestWritesAreNeverRetriedBlindly:
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
     def test_5xx_on_set_balance_is_outcome_unknown(self, mocked, client, status):
-        mocked.post(f"{BASE}/balance", status=status, body="upstream error")
+        mocked.add("POST", f"{BASE}/balance", status=status, body="upstream error")
         with pytest.raises(ProviderOutcomeUnknown):
             client.balance_set(Decimal("1000"))
         assert len(mocked.calls) == 1
@@ -366,15 +368,15 @@ class TestWritesAreNeverRetriedBlindly:
     def test_429_on_bet_place_is_retried_after_retry_after(
         self, mocked, client, sleeps
     ):
-        mocked.post(f"{BASE}/bet", status=429, headers={"Retry-After": "1"})
-        mocked.post(f"{BASE}/bet", json={"bet_id": "9"})
+        mocked.add("POST", f"{BASE}/bet", status=429, headers={"Retry-After": "1"})
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "9"})
         assert client.bet_place(3).bet_id == "9"
         assert sleeps == [1.0]
 
     def test_429_with_a_long_retry_after_gives_up_as_unreachable(
         self, mocked, client, sleeps
     ):
-        mocked.post(f"{BASE}/bet", status=429, headers={"Retry-After": "60"})
+        mocked.add("POST", f"{BASE}/bet", status=429, headers={"Retry-After": "60"})
         with pytest.raises(ProviderUnreachable) as caught:
             client.bet_place(3)
         assert len(mocked.calls) == 1
@@ -383,7 +385,7 @@ class TestWritesAreNeverRetriedBlindly:
         assert caught.value.status == 429
 
     def test_persistent_429_is_unreachable(self, mocked, client, sleeps):
-        mocked.post(f"{BASE}/win", status=429, json={"error": "slow down"})
+        mocked.add("POST", f"{BASE}/win", status=429, json={"error": "slow down"})
         with pytest.raises(ProviderUnreachable):
             client.bet_result("1")
         assert len(mocked.calls) == 3
@@ -402,7 +404,7 @@ class TestWritesAreNeverRetriedBlindly:
     def test_bet_place_answer_without_bet_id_is_outcome_unknown(
         self, mocked, client, body
     ):
-        mocked.post(f"{BASE}/bet", json=body)
+        mocked.add("POST", f"{BASE}/bet", json=body)
         with pytest.raises(ProviderOutcomeUnknown, match="malformed"):
             client.bet_place(3)
         assert len(mocked.calls) == 1
@@ -417,7 +419,7 @@ class TestWritesAreNeverRetriedBlindly:
     def test_malformed_answers_to_writes_are_outcome_unknown(
         self, mocked, client, path, call
     ):
-        mocked.post(f"{BASE}{path}", body="<html>ok</html>")
+        mocked.add("POST", f"{BASE}{path}", body="<html>ok</html>")
         with pytest.raises(ProviderOutcomeUnknown):
             call(client)
         assert len(mocked.calls) == 1
@@ -428,9 +430,9 @@ class TestReadsAreRetried:
     def test_reads_are_retried_on_5xx_with_capped_jittered_backoff(
         self, mocked, client, sleeps
     ):
-        mocked.get(f"{BASE}/bet", status=500)
-        mocked.get(f"{BASE}/bet", status=502)
-        mocked.get(f"{BASE}/bet", json={"bet": 4})
+        mocked.add("GET", f"{BASE}/bet", status=500)
+        mocked.add("GET", f"{BASE}/bet", status=502)
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 4})
         assert client.bet_recommend().amount == 4
         assert len(mocked.calls) == 3
         assert len(sleeps) == 2
@@ -438,40 +440,44 @@ class TestReadsAreRetried:
         assert 0 <= sleeps[1] <= 0.02
 
     def test_reads_are_retried_on_timeouts_and_resets(self, mocked, client):
-        mocked.post(f"{BASE}/balance", body=read_timeout())
-        mocked.post(f"{BASE}/balance", body=reset_after_send())
-        mocked.post(f"{BASE}/balance", json={"balance": 7})
+        mocked.add("POST", f"{BASE}/balance", error=read_timeout())
+        mocked.add("POST", f"{BASE}/balance", error=reset_after_send())
+        mocked.add("POST", f"{BASE}/balance", json={"balance": 7})
         assert client.balance_read().balance == Decimal(7)
 
     def test_503_retry_after_is_honoured_for_reads(self, mocked, client, sleeps):
-        mocked.post(f"{BASE}/check-balance", status=503, headers={"Retry-After": "2"})
-        mocked.post(f"{BASE}/check-balance", json={"is_correct": True, "balance": 1})
+        mocked.add(
+            "POST", f"{BASE}/check-balance", status=503, headers={"Retry-After": "2"}
+        )
+        mocked.add(
+            "POST", f"{BASE}/check-balance", json={"is_correct": True, "balance": 1}
+        )
         assert client.balance_check(Decimal(1)).is_correct is True
         assert sleeps == [2.0]
 
     def test_read_retries_exhausted_on_5xx_is_a_provider_error(self, mocked, client):
-        mocked.post(f"{BASE}/auth", status=500, json={"error": "down"})
+        mocked.add("POST", f"{BASE}/auth", status=500, json={"error": "down"})
         with pytest.raises(ProviderOutcomeUnknown) as caught:
             client.auth()
         assert len(mocked.calls) == 3
         assert caught.value.attempts == 3
 
     def test_read_retries_exhausted_on_refusals_is_unreachable(self, mocked, client):
-        mocked.get(f"{BASE}/health", body=refused())
+        mocked.add("GET", f"{BASE}/health", error=refused())
         with pytest.raises(ProviderUnreachable):
             client.health()
         assert len(mocked.calls) == 3
 
     def test_malformed_read_is_retried(self, mocked, client):
-        mocked.get(f"{BASE}/bet", json={"bet": 9})
-        mocked.get(f"{BASE}/bet", body="not json")
-        mocked.get(f"{BASE}/bet", json={"bet": 5})
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 9})
+        mocked.add("GET", f"{BASE}/bet", body="not json")
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 5})
         assert client.bet_recommend().amount == 5
         assert len(mocked.calls) == 3
 
     def test_retry_count_follows_the_setting(self, mocked, client, settings):
         settings.PROVIDER_READ_RETRIES = 0
-        mocked.get(f"{BASE}/bet", status=500)
+        mocked.add("GET", f"{BASE}/bet", status=500)
         with pytest.raises(ProviderOutcomeUnknown):
             client.bet_recommend()
         assert len(mocked.calls) == 1
@@ -481,7 +487,8 @@ class TestReadsAreRetried:
 class TestRefusals:
     @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
     def test_4xx_is_refused_and_not_retried(self, mocked, client, sleeps, status):
-        mocked.post(
+        mocked.add(
+            "POST",
             f"{BASE}/bet",
             status=status,
             json={"error": "Insufficient balance", "message": "no"},
@@ -497,7 +504,7 @@ class TestRefusals:
         assert (error.code, error.http_status) == ("PROVIDER_ERROR", 502)
 
     def test_4xx_on_a_read_is_not_retried(self, mocked, client):
-        mocked.get(f"{BASE}/bet", status=400, body="bad request")
+        mocked.add("GET", f"{BASE}/bet", status=400, body="bad request")
         with pytest.raises(ProviderRefused) as caught:
             client.bet_recommend()
         assert len(mocked.calls) == 1
@@ -520,8 +527,8 @@ class TestSessions:
         return ProviderClient(account=account, sleep=sleeps.append)
 
     def test_auth_once_per_ttl_not_before_every_call(self, mocked, fresh_client):
-        mocked.post(f"{BASE}/auth", json=AUTH_OK)
-        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
         fresh_client.bet_recommend()
         fresh_client.bet_recommend()
         assert paths(mocked) == ["/api/auth", "/api/bet", "/api/bet"]
@@ -529,16 +536,16 @@ class TestSessions:
     def test_the_session_is_shared_by_clients_of_the_account(
         self, mocked, account, fresh_client
     ):
-        mocked.post(f"{BASE}/auth", json=AUTH_OK)
-        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
         fresh_client.bet_recommend()
         ProviderClient(account=account).bet_recommend()
         assert paths(mocked).count("/api/auth") == 1
 
     def test_zero_ttl_authenticates_every_time(self, mocked, fresh_client, settings):
         settings.PROVIDER_SESSION_TTL = 0
-        mocked.post(f"{BASE}/auth", json=AUTH_OK)
-        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
         fresh_client.bet_recommend()
         fresh_client.bet_recommend()
         assert paths(mocked).count("/api/auth") == 2
@@ -555,8 +562,8 @@ class TestSessions:
             "session_is_fresh",
             lambda **kw: reads.append(kw) or real(**kw),
         )
-        mocked.post(f"{BASE}/auth", json=AUTH_OK)
-        mocked.get(f"{BASE}/bet", json={"bet": 2})
+        mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+        mocked.add("GET", f"{BASE}/bet", json={"bet": 2})
         for _ in range(3):
             fresh_client.bet_recommend()
         assert len(reads) == 1
@@ -568,9 +575,9 @@ class TestSessions:
     def test_a_401_clears_the_session_and_is_refused(
         self, mocked, account, fresh_client
     ):
-        mocked.post(f"{BASE}/auth", json=AUTH_OK)
-        mocked.post(f"{BASE}/win", status=401, json={"error": "Unauthorized"})
-        mocked.post(f"{BASE}/win", json={"win": 0})
+        mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+        mocked.add("POST", f"{BASE}/win", status=401, json={"error": "Unauthorized"})
+        mocked.add("POST", f"{BASE}/win", json={"win": 0})
         with pytest.raises(ProviderRefused) as caught:
             fresh_client.bet_result("1")
         assert caught.value.status == 401
@@ -579,7 +586,7 @@ class TestSessions:
         assert paths(mocked) == ["/api/auth", "/api/win", "/api/auth", "/api/win"]
 
     def test_failed_auth_means_the_bet_was_not_sent(self, mocked, fresh_client):
-        mocked.post(f"{BASE}/auth", status=500)
+        mocked.add("POST", f"{BASE}/auth", status=500)
         with pytest.raises(ProviderUnreachable) as caught:
             fresh_client.bet_place(3)
         assert "/api/bet" not in paths(mocked)
@@ -587,7 +594,7 @@ class TestSessions:
         assert caught.value.attempts == 0
 
     def test_refused_auth_refuses_the_call(self, mocked, fresh_client):
-        mocked.post(f"{BASE}/auth", status=401, json={"error": "bad signature"})
+        mocked.add("POST", f"{BASE}/auth", status=401, json={"error": "bad signature"})
         with pytest.raises(ProviderRefused):
             fresh_client.bet_place(3)
         assert paths(mocked) == ["/api/auth"]
@@ -601,8 +608,8 @@ class TestApiLog:
     def test_each_attempt_is_one_row(self, mocked, client, account):
         token = request_id_var.set("req-12345678")
         try:
-            mocked.post(f"{BASE}/bet", body=refused())
-            mocked.post(f"{BASE}/bet", json={"bet_id": "31", "message": "ok"})
+            mocked.add("POST", f"{BASE}/bet", error=refused())
+            mocked.add("POST", f"{BASE}/bet", json={"bet_id": "31", "message": "ok"})
             client.bet_place(3)
         finally:
             request_id_var.reset(token)
@@ -623,8 +630,8 @@ class TestApiLog:
         assert second.response_body == {"bet_id": "31", "message": "ok"}
 
     def test_outcomes_are_recorded(self, mocked, client):
-        mocked.post(f"{BASE}/win", status=400, json={"error": "settled"})
-        mocked.post(f"{BASE}/bet", body=read_timeout())
+        mocked.add("POST", f"{BASE}/win", status=400, json={"error": "settled"})
+        mocked.add("POST", f"{BASE}/bet", error=read_timeout())
         with pytest.raises(ProviderRefused):
             client.bet_result("1")
         with pytest.raises(ProviderOutcomeUnknown):
@@ -642,10 +649,10 @@ class TestApiLog:
             "secret": SECRET,
             "hint": f"key was {SECRET}",
         }
-        mocked.post(f"{BASE}/bet", status=400, json=echo)
-        mocked.post(f"{BASE}/win", status=500, json=echo)
-        mocked.post(f"{BASE}/balance", body=f"oops {SECRET} {SIG_EMPTY}")
-        mocked.post(f"{BASE}/check-balance", body=refused())
+        mocked.add("POST", f"{BASE}/bet", status=400, json=echo)
+        mocked.add("POST", f"{BASE}/win", status=500, json=echo)
+        mocked.add("POST", f"{BASE}/balance", body=f"oops {SECRET} {SIG_EMPTY}")
+        mocked.add("POST", f"{BASE}/check-balance", error=refused())
         errors = []
         for call in (
             lambda: client.bet_place(3),
@@ -672,7 +679,7 @@ class TestApiLog:
             raise RuntimeError("database is gone")
 
         monkeypatch.setattr(ApiLog.objects, "create", broken)
-        mocked.post(f"{BASE}/bet", json={"bet_id": "5"})
+        mocked.add("POST", f"{BASE}/bet", json={"bet_id": "5"})
         with caplog.at_level(logging.WARNING, logger="auditlog.services"):
             assert client.bet_place(2).bet_id == "5"
         assert "Could not write the API log row" in caplog.text
@@ -847,8 +854,8 @@ def test_a_broken_session_cache_only_costs_an_extra_auth(
     mocked, account, monkeypatch, caplog
 ):
     monkeypatch.setattr(sessions_module, "cache", BrokenCache())
-    mocked.post(f"{BASE}/auth", json=AUTH_OK)
-    mocked.post(f"{BASE}/win", status=401, json={"error": "expired"})
+    mocked.add("POST", f"{BASE}/auth", json=AUTH_OK)
+    mocked.add("POST", f"{BASE}/win", status=401, json={"error": "expired"})
     client = ProviderClient(account=account)
     with (
         caplog.at_level(logging.WARNING, logger="provider.sessions"),

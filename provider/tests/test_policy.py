@@ -1,20 +1,8 @@
-import http.client
 import random
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-import requests
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
 
 from provider.policy import (
     AUTH,
@@ -28,116 +16,30 @@ from provider.policy import (
     AttemptResult,
     Outcome,
     RetryPolicy,
-    never_connected,
-    outcome_of_exception,
     outcome_of_status,
+    outcome_of_transport_error,
     parse_retry_after,
     retry_after_header,
 )
+from provider.transport import TransportError
 
-URL = "http://provider.test/api/bet"
 READS = [HEALTH, AUTH, BALANCE_READ, BET_RECOMMEND, BALANCE_CHECK]
 WRITES = [BALANCE_SET, BET_PLACE, BET_RESULT]
 
 
-def wrapped(reason: Exception) -> requests.ConnectionError:
-    return requests.ConnectionError(MaxRetryError(None, URL, reason=reason))
-
-
-class TestNeverConnected:
-    @pytest.mark.parametrize(
-        "exc",
-        [
-            wrapped(NewConnectionError(None, "Connection refused")),
-            wrapped(
-                NameResolutionError(
-                    "provider.test", None, socket.gaierror("Name or service unknown")
-                )
-            ),
-            requests.ConnectTimeout(
-                MaxRetryError(None, URL, reason=ConnectTimeoutError(None, "timed out"))
-            ),
-        ],
-        ids=["refused", "dns", "connect-timeout"],
-    )
-    def test_the_connection_was_never_made(self, exc):
-        assert never_connected(exc) is True
-        assert outcome_of_exception(exc) is Outcome.UNREACHABLE
-
-    @pytest.mark.parametrize(
-        "exc",
-        [
-            requests.ConnectionError(
-                ProtocolError(
-                    "Connection aborted.",
-                    http.client.RemoteDisconnected("closed without response"),
-                )
-            ),
-            requests.ConnectionError(
-                ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-            ),
-            requests.ConnectionError(
-                MaxRetryError(None, URL, reason=ProtocolError("Connection aborted."))
-            ),
-            requests.ConnectionError(OSError("broken pipe")),
-            requests.ConnectionError("no cause at all"),
-            requests.ReadTimeout(ReadTimeoutError(None, URL, "Read timed out.")),
-            requests.exceptions.ChunkedEncodingError("truncated"),
-            requests.RequestException("anything else"),
-        ],
-        ids=[
-            "remote-disconnected",
-            "reset",
-            "protocol-in-max-retry",
-            "os-error",
-            "bare",
-            "read-timeout",
-            "chunked",
-            "other",
-        ],
-    )
-    def test_the_request_may_have_been_sent(self, exc):
-        assert never_connected(exc) is False
-        assert outcome_of_exception(exc) is Outcome.UNKNOWN
-
-    def test_a_reset_wrapping_a_new_connection_error_deeper_is_still_unknown(self):
-        inner = NewConnectionError(None, "refused")
-        outer = ProtocolError("Connection aborted.", ConnectionResetError())
-        outer.__cause__ = inner
-        assert never_connected(requests.ConnectionError(outer)) is False
-
-    def test_real_refused_connection(self):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-        with pytest.raises(requests.ConnectionError) as caught:
-            session.post(f"http://127.0.0.1:{port}/api/bet", data=b"{}", timeout=2)
-        assert never_connected(caught.value) is True
-
-    def test_real_connection_closed_after_the_request(self):
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-
-        def close_after_reading():
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(65536)
-
-        thread = threading.Thread(target=close_after_reading, daemon=True)
-        thread.start()
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
-        try:
-            with pytest.raises(requests.ConnectionError) as caught:
-                session.post(f"http://127.0.0.1:{port}/api/bet", data=b"{}", timeout=2)
-        finally:
-            thread.join(5)
-            server.close()
-        assert never_connected(caught.value) is False
+# Which requests' errors mean "never sent": provider/tests/test_transport.py.
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (TransportError("connection error", sent=False), Outcome.UNREACHABLE),
+        (TransportError("connect timeout", sent=False), Outcome.UNREACHABLE),
+        (TransportError("connection error", sent=True), Outcome.UNKNOWN),
+        (TransportError("read timeout", sent=True), Outcome.UNKNOWN),
+        (TransportError("ChunkedEncodingError", sent=True), Outcome.UNKNOWN),
+    ],
+)
+def test_outcome_of_transport_error_follows_whether_it_was_sent(error, outcome):
+    assert outcome_of_transport_error(error) is outcome
 
 
 @pytest.mark.parametrize(
