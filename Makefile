@@ -38,9 +38,11 @@ test: $(VENV)/.dev lint
 fuzz: $(VENV)/.dev
 	BIN=$(BIN) bash scripts/api-fuzz.sh
 
+## lint: ruff, the dependency contracts (.importlinter) and the type check
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .

@@ -1,10 +1,14 @@
 """Fixtures shared by every app's tests."""
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
 @pytest.fixture(autouse=True)
@@ -111,17 +115,17 @@ def make_player(provider):
     from decimal import Decimal
 
     from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
-    from wallet.services import ledger_post
+    from wallet.ledger import ledger_post
 
     def make(external_id: str, *, balance=Decimal("100"), at_provider: bool = True):
-        user = UserFactory()
+        user = cast("User", UserFactory())  # factory_boy's call is untyped
         secret = f"secret-{external_id}"
         if at_provider:
             provider.add_account(external_id, secret, balance=balance)
         ExternalApiAccountFactory(
             user=user, external_user_id=external_id, secret=secret
         )
-        ledger_post(user=user, entry_type="initial_balance", amount=balance)
+        ledger_post(user_id=user.pk, entry_type="initial_balance", amount=balance)
         return user
 
     return make
@@ -138,7 +142,7 @@ def _register_hypothesis_profiles() -> None:
     from hypothesis import HealthCheck
     from hypothesis import settings as hypothesis_settings
 
-    common = {
+    common: dict[str, Any] = {
         "deadline": None,
         "print_blob": True,
         "suppress_health_check": [HealthCheck.too_slow],

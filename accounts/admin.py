@@ -16,7 +16,6 @@ from rest_framework_simplejwt.token_blacklist.models import (
 from accounts import services
 from accounts.models import ExternalApiAccount, RevokedSession, User
 from betting_site.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin
-from wallet.admin import ReconcileActionsMixin
 
 # Every column that could hold a secret is left out of these admins: the provider
 # secret is write-only (set through a password input, never rendered back).
@@ -61,7 +60,7 @@ class ProviderLinkFilter(admin.SimpleListFilter):
 
 
 @admin.register(User)
-class UserAdmin(ReconcileActionsMixin, DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "is_staff", "is_active", "last_login")
     list_filter = ("is_staff", "is_superuser", "is_active", ProviderLinkFilter)
     search_fields = (
@@ -70,13 +69,6 @@ class UserAdmin(ReconcileActionsMixin, DjangoUserAdmin):
     )
     date_hierarchy = "date_joined"
     inlines = [ExternalApiAccountInline]
-    actions = ("reconcile_selected", "check_selected")
-
-    def reconcile_users_of(self, queryset) -> list[User]:
-        return list(queryset)
-
-    def reconcile_log_object(self, result, queryset) -> User:
-        return result.account.user
 
 
 class ExternalApiAccountLinkForm(forms.ModelForm):
@@ -161,6 +153,8 @@ class OutstandingTokenAdmin(ReadOnlyAdminMixin, _OutstandingTokenAdmin):
 
 @admin.register(BlacklistedToken)
 class BlacklistedTokenAdmin(ReadOnlyAdminMixin, _BlacklistedTokenAdmin):
-    list_display = ("token_jti", "token_user", "token_created_at", "blacklisted_at")
+    # simplejwt's admin is unannotated, so mypy takes its five-column tuple as the
+    # attribute's type.
+    list_display = ("token_jti", "token_user", "token_created_at", "blacklisted_at")  # type: ignore[assignment]
     fields = ("token", "blacklisted_at")
     readonly_fields = fields

@@ -46,6 +46,7 @@ class JWTAuthentication(authentication.JWTAuthentication):
         user = next(iter(User.objects.raw(_USER_SQL, [str(session_id), user_pk])), None)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The user of this token is unknown or inactive")
-        if user.session_revoked:
+        # The EXISTS column of _USER_SQL, which raw() sets on the instance.
+        if user.session_revoked:  # type: ignore[attr-defined]
             raise AuthenticationFailed("The token has been revoked")
         return user

@@ -1,4 +1,4 @@
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 
 
 class AccountNotLinked(ApplicationError):

@@ -23,7 +23,7 @@ from accounts.tokens import (
     new_session_id,
     session_expiry,
 )
-from betting_site.api.errors import InvalidCredentials, Unauthorized, ValidationFailed
+from betting_site.errors import InvalidCredentials, Unauthorized, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def auth_login(*, username: str, password: str) -> TokenPair:
     if user is None:
         logger.info("Login refused")
         raise InvalidCredentials()
-    update_last_login(None, user)
+    # The receiver ignores its sender (simplejwt calls it with None as well).
+    update_last_login(None, user)  # type: ignore[arg-type]
     logger.info("Login of user %s", user.pk)
     return issue_token_pair(user=user, session_id=new_session_id())
 
@@ -241,7 +242,7 @@ def player_create(
     """
     user = User.objects.select_for_update().filter(username=username).first()
     user_created = user is None
-    if user_created:
+    if user is None:  # user_created
         user = User(username=username, email=email)
         user.set_password(password)
     elif not user.check_password(password):
@@ -269,9 +270,6 @@ def player_create(
         actor=None,
         reason=reason,
     )
-    from wallet.services import wallet_ensure
-
-    wallet_ensure(user=user)
     return PlayerResult(
         user=user, account=account, user_created=user_created, account_changed=changed
     )

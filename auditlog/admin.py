@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.db.models import Q
 
 from auditlog.models import ApiLog
-from auditlog.selectors import PROVIDER_FAILURES, PROVIDER_OK, provider_call_failed
+from auditlog.selectors import (
+    PROVIDER_FAILURES,
+    PROVIDER_OK,
+    outbound_endpoints,
+    provider_call_failed,
+)
 from betting_site.admin import ReadOnlyModelAdmin, pretty_json
-from provider import policy
-from provider.policy import Call
 
 
 class FailedCallFilter(admin.SimpleListFilter):
@@ -60,12 +63,9 @@ class MethodFilter(FixedChoicesFilter):
 class ProviderEndpointFilter(FixedChoicesFilter):
     title = "provider endpoint"
     parameter_name = field = "endpoint"
-    values = tuple(
-        (path, path)
-        for path in sorted(
-            {call.path for call in vars(policy).values() if isinstance(call, Call)}
-        )
-    )
+
+    def lookups(self, request, model_admin):
+        return tuple((path, path) for path in outbound_endpoints())
 
 
 class StatusClassFilter(admin.SimpleListFilter):

@@ -1,6 +1,7 @@
 """Reads of the API log."""
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,3 +70,17 @@ def provider_call_stats(*, since: datetime) -> ProviderCallStats:
         p50_ms=percentile(0.50),
         p95_ms=percentile(0.95),
     )
+
+
+# The endpoints outbound calls are logged under, as the app that makes the calls
+# declares them (the provider, at start-up): the admin offers them as filter
+# choices without reading the (large, append-only) table for its distinct values.
+_outbound_endpoints: set[str] = set()
+
+
+def outbound_endpoints_register(paths: Iterable[str]) -> None:
+    _outbound_endpoints.update(paths)
+
+
+def outbound_endpoints() -> list[str]:
+    return sorted(_outbound_endpoints)

@@ -45,17 +45,17 @@ KINDS: list[tuple[str, tuple[str, ...]]] = [
 ]
 # Features of a request: share of samples whose stack passes through the frame.
 FEATURES: list[tuple[str, tuple[str, ...]]] = [
-    ("POST /api/bets: bet_place", ("bet_place (betting/services.py)",)),
-    ("  resolve the previous open bet", ("_resolve_open_bets (betting/",)),
+    ("POST /api/bets: bet_place", ("bet_place (betting/services/placement.py)",)),
+    ("  resolve the previous open bet", ("open_bets_resolve (betting/",)),
     ("  record the bet and hold the stake (_bet_open)", ("_bet_open (betting/",)),
     (
         "  save the provider bet id (_bet_record_placed)",
         ("_bet_record_placed (betting/",),
     ),
-    ("  book the result (_bet_complete)", ("_bet_complete (betting/",)),
+    ("  book the result (bet_complete)", ("bet_complete (betting/",)),
     (
-        "  compare balances after settlement (_balance_verify)",
-        ("_balance_verify (betting/",),
+        "  compare balances after settlement (balance_verify)",
+        ("balance_verify (betting/",),
     ),
     ("  provider lease: claim, renew, release", ("(betting/lease.py",)),
     ("provider calls (ProviderClient._execute)", ("ProviderClient._execute (",)),

@@ -3,7 +3,7 @@ server's environment (``Stack.python``).
 
 For each player: a provider account at the simulator (its control endpoint), the
 local user, its provider link (``accounts.services.account_link``), onboarding at
-the provider (``provider.services.account_onboard``: ``POST /auth`` and the initial
+the provider (``betting.onboarding.account_onboard``: ``POST /auth`` and the initial
 balance, recorded in the ledger) and a login session (``issue_token_pair``), as
 ``create_player`` and ``POST /api/auth/login`` would do. Every user gets one
 password hash computed once, so seeding hundreds of players does not spend
@@ -42,7 +42,7 @@ def main() -> int:
     from accounts.services import account_link
     from accounts.tokens import issue_token_pair, new_session_id
     from bench.stack import http_json
-    from provider.services import account_onboard
+    from betting.onboarding import account_onboard
 
     started = time.monotonic()
     password_hash = make_password(BENCH_PASSWORD)

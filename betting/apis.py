@@ -1,14 +1,26 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from collections.abc import Callable
+from typing import Any, cast
+
+from django.http import HttpResponse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from betting import selectors, services
+from betting.balances import balance_sync
 from betting.exceptions import BetInProgress
 from betting.idempotency import idempotent
 from betting.models import Bet
 from betting.serializers import BetSerializer
-from betting_site.api.errors import ValidationFailed
+from betting_site.api.fields import money_field
 from betting_site.api.pagination import choice_param, paginate
 from betting_site.api.schema import (
     AUTHED,
@@ -17,6 +29,7 @@ from betting_site.api.schema import (
     PAGINATION_PARAMETERS,
     PROVIDER,
     TAG_BETS,
+    TAG_WALLET,
     USER_AUTH,
     PaginationSerializer,
     api_headers,
@@ -24,6 +37,7 @@ from betting_site.api.schema import (
     error_responses,
     idempotent_headers,
 )
+from betting_site.errors import ValidationFailed
 from provider.client import ProviderClient
 
 
@@ -71,13 +85,16 @@ class BetListCreateApi(APIView):
             [201, *BODY, *AUTHED, 403, *IDEMPOTENT, *PROVIDER], replayable=[201, 502]
         ),
     )
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponse:
         if not isinstance(request.data, dict) or "amount" not in request.data:
             raise ValidationFailed(details={"amount": ["This field is required."]})
 
-        def place(on_open):
+        def place(on_open: Callable[[Bet], None] | None) -> Response:
             placed = services.bet_place(
-                user=request.user, amount=request.data["amount"], on_open=on_open
+                # IsAuthenticated (the default permission): the caller is a user.
+                user=cast(User, request.user),
+                amount=cast(dict[str, Any], request.data)["amount"],  # checked above
+                on_open=on_open,
             )
             return Response(
                 BetSerializer(placed.bet).data, status=status.HTTP_201_CREATED
@@ -114,13 +131,15 @@ class BetListCreateApi(APIView):
             **error_responses(400, *AUTHED),
         },
     )
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         status_filter = choice_param(request.query_params, "status", Bet.Status.values)
         page = paginate(
-            selectors.bets_of(user=request.user, status=status_filter),
+            selectors.bets_of(user=cast(User, request.user), status=status_filter),
             request.query_params,
         )
-        return Response(page.as_dict("bets", BetSerializer(page.items, many=True).data))
+        # many=True makes a ListSerializer: its data is a list.
+        items = cast(list[Any], BetSerializer(page.items, many=True).data)
+        return Response(page.as_dict("bets", items))
 
 
 class BetDetailApi(APIView):
@@ -137,8 +156,8 @@ class BetDetailApi(APIView):
             ),
         },
     )
-    def get(self, request, bet_id: int):
-        bet = selectors.bet_of(user=request.user, bet_id=bet_id)
+    def get(self, request: Request, bet_id: int) -> Response:
+        bet = selectors.bet_of(user=cast(User, request.user), bet_id=bet_id)
         return Response(BetSerializer(bet).data)
 
 
@@ -160,8 +179,8 @@ class BetResultApi(APIView):
             ),
         },
     )
-    def get(self, request, bet_id: int):
-        bet = selectors.bet_of(user=request.user, bet_id=bet_id)
+    def get(self, request: Request, bet_id: int) -> Response:
+        bet = selectors.bet_of(user=cast(User, request.user), bet_id=bet_id)
         try:
             bet = services.bet_resolve(bet=bet, wait=1.0)
         except BetInProgress:
@@ -186,7 +205,42 @@ class BetRecommendedApi(APIView):
             **error_responses(*AUTHED, 403, *PROVIDER, e403="ACCOUNT_NOT_LINKED"),
         },
     )
-    def get(self, request):
-        account = selectors.account_for_betting(user=request.user)
+    def get(self, request: Request) -> Response:
+        account = selectors.account_for_betting(user=cast(User, request.user))
         recommendation = ProviderClient(account=account).bet_recommend()
         return Response({"recommended_amount": recommendation.amount})
+
+
+class BalanceApi(APIView):
+    @extend_schema_serializer(component_name="Balance")
+    class OutputSerializer(serializers.Serializer[dict[str, Any]]):
+        balance = money_field()
+        available = money_field()
+        external_balance = money_field(allow_null=True)
+        last_updated = serializers.DateTimeField()
+        last_checked_at = serializers.DateTimeField(allow_null=True)
+        in_sync = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="balance_retrieve",
+        tags=[TAG_WALLET],
+        summary="The caller's balance",
+        description="balance is the ledger's; available is balance less the stakes "
+        "held for unsettled bets. Re-reads the provider when the last check is "
+        "older than BALANCE_SYNC_TTL; if the provider is down, answers the local "
+        "figures with in_sync false.",
+        auth=USER_AUTH,
+        parameters=api_headers([200, *AUTHED]),
+        responses={200: OutputSerializer, **error_responses(*AUTHED)},
+    )
+    def get(self, request: Request) -> Response:
+        wallet, provider_answered = balance_sync(user=cast(User, request.user))
+        data = {
+            "balance": wallet.balance,
+            "available": wallet.available,
+            "external_balance": wallet.external_balance,
+            "last_updated": wallet.updated_at,
+            "last_checked_at": wallet.last_checked_at,
+            "in_sync": provider_answered and wallet.external_balance == wallet.balance,
+        }
+        return Response(self.OutputSerializer(data).data)

@@ -1,10 +1,9 @@
-from betting_site.api.errors import ApplicationError
+from typing import Any
 
+from betting_site.errors import ApplicationError
+from wallet.exceptions import InsufficientBalance
 
-class InsufficientBalance(ApplicationError):
-    code = "INSUFFICIENT_BALANCE"
-    http_status = 400
-    message = "The available balance does not cover this bet"
+__all__ = ["BetInProgress", "InsufficientBalance"]
 
 
 class BetInProgress(ApplicationError):
@@ -12,6 +11,8 @@ class BetInProgress(ApplicationError):
     http_status = 409
     message = "Another operation of this user is in progress; retry shortly"
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **kwargs):
+    def __init__(
+        self, message: str | None = None, *, retry_after: int = 1, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("headers", {"Retry-After": str(retry_after)})
         super().__init__(message, **kwargs)

@@ -16,18 +16,19 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from betting.models import Bet, IdempotencyKey
-from betting.serializers import bet_as_dict
-from betting_site.api.errors import ApplicationError, ValidationFailed
+from betting.wire import bet_as_dict
 from betting_site.api.exceptions import exception_handler
 from betting_site.api.renderers import json_dumps
+from betting_site.errors import ApplicationError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class KeyMismatch(ApplicationError):
     message = "This Idempotency-Key was used with another request body"
 
 
-def caller_of(request) -> str:
+def caller_of(request: Request) -> str:
     if request.auth == "admin-token":
         return "admin-token"
     return f"user:{request.user.pk}"
@@ -85,7 +86,7 @@ def canonical_hash(*, endpoint: str, body: Any) -> str:
 
 
 def idempotent(
-    request,
+    request: Request,
     *,
     endpoint: str,
     run: Callable[[Callable[[Bet], None] | None], HttpResponse],
@@ -203,22 +204,28 @@ def _claim(
 
 
 def _answer_existing(
-    record: IdempotencyKey, request, *, bet: Bet | None = None
+    record: IdempotencyKey, request: Request, *, bet: Bet | None = None
 ) -> HttpResponse:
     if record.status_code is not None:
         response = HttpResponse(
-            record.response_body.encode("utf-8"),
+            # The rendered body stored by _finish (a JSON string) with the status.
+            cast(str, record.response_body).encode("utf-8"),
             status=record.status_code,
             content_type="application/json",
         )
     else:
         # The first request died after recording its bet: its current state.
         response = HttpResponse(
-            json_dumps(bet_as_dict(bet)), status=201, content_type="application/json"
+            # _claim gives the bet whenever no response was stored.
+            json_dumps(bet_as_dict(cast(Bet, bet))),
+            status=201,
+            content_type="application/json",
         )
     response["Idempotent-Replayed"] = "true"
     if response.status_code >= 400:
-        response.is_error_envelope = True
+        # The envelope's marker (see error_response); HttpResponse declares no such
+        # attribute.
+        response.is_error_envelope = True  # type: ignore[attr-defined]
     return response
 
 

@@ -9,9 +9,11 @@ provider's status and body in ``error.details``, unreachable is 503 with
 ``Retry-After``, an unknown outcome 502.
 """
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+from django.http import HttpResponse
 from drf_spectacular.utils import (
     extend_schema,
     extend_schema_serializer,
@@ -24,9 +26,11 @@ from rest_framework.views import APIView
 
 from accounts.models import ExternalApiAccount
 from betting.idempotency import idempotent
-from betting.serializers import BetSerializer, bet_as_dict
+from betting.models import Bet
+from betting.onboarding import OnboardResult, account_onboard
+from betting.serializers import BetSerializer
 from betting.services import bet_place, bet_settle_by_external_id
-from betting_site.api.errors import ApplicationError, NotFound
+from betting.wire import bet_as_dict
 from betting_site.api.schema import (
     AUTHED,
     BODY,
@@ -40,16 +44,23 @@ from betting_site.api.schema import (
     error_responses,
     idempotent_headers,
 )
-from betting_site.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, to_money
+from betting_site.errors import ApplicationError, NotFound
+from betting_site.money import (
+    MONEY_DECIMAL_PLACES,
+    MONEY_MAX_DIGITS,
+    MoneyInvalid,
+    money_parse,
+)
 from provider.client import ProviderClient
 from provider.permissions import INTERNAL_AUTHENTICATION, INTERNAL_PERMISSIONS
-from provider.services import OnboardResult, account_onboard
 from provider.types import ProviderResult
 
 _MONEY_LIMIT = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
+# money_parse's rules, in this field's (DRF's) words.
+_MONEY_ERRORS = {"places": "max_places", "too_large": "too_large"}
 
 
-class MoneyField(serializers.Field):
+class MoneyField(serializers.Field[Decimal, Any, Decimal, Any]):
     """A JSON number with at most two decimal places, as an exact ``Decimal``.
 
     The project's JSON parser gives ``int`` or ``Decimal``; strings, booleans and
@@ -69,16 +80,10 @@ class MoneyField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, int | Decimal):
-            self.fail("invalid")
-        if isinstance(data, Decimal) and not data.is_finite():
-            self.fail("invalid")
-        if abs(data) >= _MONEY_LIMIT:  # checked first: quantizing it would overflow
-            self.fail("too_large", limit=_MONEY_LIMIT)
         try:
-            amount = to_money(data)
-        except ValueError:
-            self.fail("max_places")
+            amount = money_parse(data)
+        except MoneyInvalid as exc:
+            self.fail(_MONEY_ERRORS.get(exc.code, "invalid"), limit=_MONEY_LIMIT)
         if amount < 0 or (amount == 0 and not self.allow_zero):
             self.fail("negative" if self.allow_zero else "not_positive")
         return amount
@@ -87,7 +92,7 @@ class MoneyField(serializers.Field):
         return value
 
 
-class UserIdSerializer(serializers.Serializer):
+class UserIdSerializer(serializers.Serializer[Any]):
     user_id = serializers.CharField(max_length=64)
 
 
@@ -141,6 +146,9 @@ def _bet_answer(name: str) -> Any:
     )
 
 
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
 def _internal_post(
     operation_id: str,
     summary: str,
@@ -149,7 +157,7 @@ def _internal_post(
     ok: int = 200,
     answer: Any = InternalAnswerSerializer,
     description: str | None = None,
-) -> Any:
+) -> Callable[[_View], _View]:
     return extend_schema(
         operation_id=operation_id,
         tags=[TAG_INTERNAL],
@@ -173,7 +181,7 @@ class ProviderAuthApi(InternalApi):
     """``POST /auth`` at the provider for the account."""
 
     @_internal_post("internal_auth", "POST /auth at the provider", UserIdSerializer)
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = UserIdSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
@@ -227,12 +235,12 @@ class ProviderBetApi(InternalApi):
         "/api/bets, without the result; POST /api/internal/win settles it. A bet "
         "the provider did not confirm is 502 with the bet in error.details.bet.",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
 
-        def place(on_open):
+        def place(on_open: Callable[[Bet], None] | None) -> Response:
             placed = bet_place(
                 user=account.user,
                 amount=data.validated_data["bet"],
@@ -277,16 +285,16 @@ class ProviderWinApi(InternalApi):
         description="Settled by the same rules, exactly once. A bet already final "
         "is answered from the ledger with a note, without calling the provider.",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
 
-        def settle(on_open):
+        def settle(on_open: Callable[[Bet], None] | None) -> Response:
             bet, provider_response = bet_settle_by_external_id(
                 account=account, external_bet_id=data.validated_data["bet_id"]
             )
-            extra = {"bet": bet_as_dict(bet)}
+            extra: dict[str, Any] = {"bet": bet_as_dict(bet)}
             if provider_response is None:
                 extra["note"] = (
                     f"The bet is already {bet.status}; the provider was not called"
@@ -341,12 +349,12 @@ class ProviderBalanceApi(InternalApi):
         "what the ledger recorded; a note says when the requested amount was not "
         "applied.",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])
 
-        def run(_):
+        def run(_: Callable[[Bet], None] | None) -> Response:
             if "balance" not in data.validated_data:
                 return _provider_answer(ProviderClient(account=account).balance_read())
             result = account_onboard(
@@ -398,7 +406,7 @@ class ProviderBalanceCheckApi(InternalApi):
             },
         ),
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = _linked_account(data.validated_data["user_id"])

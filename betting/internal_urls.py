@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from provider import apis
+from betting import internal_apis as apis
 
 urlpatterns = [
     re_path(r"^auth/?$", apis.ProviderAuthApi.as_view(), name="internal-auth"),

@@ -12,8 +12,9 @@ case of three 13 s attempts); a crashed holder's lease expires by itself.
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -59,7 +60,7 @@ class Lease:
         )
 
 
-def _expiry():
+def _expiry() -> datetime:
     return timezone.now() + timedelta(seconds=settings.PROVIDER_LEASE_TTL)
 
 
@@ -94,7 +95,9 @@ def lease_try_claim(*, user_id: int, operation: str) -> Lease | None:
 
 
 @contextmanager
-def provider_lease(*, user_id: int, operation: str, wait: float | None = None):
+def provider_lease(
+    *, user_id: int, operation: str, wait: float | None = None
+) -> Iterator[Lease]:
     """Hold the user's lease for the block, waiting up to ``wait`` seconds
     (``BET_LOCK_WAIT`` by default) before 409 ``BET_IN_PROGRESS``."""
     wait = settings.BET_LOCK_WAIT if wait is None else wait

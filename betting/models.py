@@ -119,6 +119,27 @@ class Bet(models.Model):
     def __str__(self) -> str:
         return f"bet {self.pk} of {self.amount} ({self.status})"
 
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def holds_stake(self) -> bool:
+        """Whether the ledger holds this bet's stake: it is open and the provider
+        has not debited it (debit_on_place debits when POST /bet is answered).
+        ``holding_stake()`` is the same rule as a query."""
+        return self.is_open and (
+            self.external_bet_id is None
+            or self.stake_mode == self.StakeMode.DEBIT_ON_LOSS
+        )
+
+
+def holding_stake() -> Q:
+    """The bets whose stake is held (``Bet.holds_stake``), as a query condition."""
+    return Q(status__in=Bet.OPEN_STATUSES) & (
+        Q(external_bet_id__isnull=True) | Q(stake_mode=Bet.StakeMode.DEBIT_ON_LOSS)
+    )
+
 
 class ProviderLease(models.Model):
     """Serialises one user's provider operations across processes and machines.

@@ -1,17 +1,18 @@
-"""Provider operations that also write locally: onboarding a linked account."""
+"""Onboarding a linked account: authenticated at the provider, its initial balance
+set there once and recorded in the ledger."""
 
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
 from accounts.models import ExternalApiAccount
 from betting_site.money import to_money
 from provider.client import ProviderClient
 from provider.exceptions import ProviderOutcomeUnknown, ProviderRefused
+from wallet.ledger import ledger_post, wallet_ensure
 from wallet.models import Transaction
-from wallet.services import ledger_post, wallet_ensure
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def account_onboard(
     """
     client = ProviderClient(account=account)
     client.auth()
-    wallet_ensure(user=account.user)
+    wallet_ensure(user_id=account.user_id)
     if initial_balance is None:
         return OnboardResult(True, None, False, False)
     recorded = Transaction.objects.filter(
@@ -57,23 +58,24 @@ def account_onboard(
         balance = to_money(client.balance_read().balance)
         set_here = False
     try:
-        ledger_post(
-            user=account.user,
-            entry_type=Transaction.Type.INITIAL_BALANCE,
-            amount=balance,
-            description=(
-                "Initial balance set at the provider"
-                if set_here
-                else "Initial balance as found at the provider"
-            ),
-            evidence={
-                "external_user_id": account.external_user_id,
-                "requested": str(initial_balance),
-                "provider_balance": str(balance),
-                "set_here": set_here,
-            },
-            external_balance=balance,
-        )
+        with transaction.atomic():  # a savepoint: a refusal is answered below
+            ledger_post(
+                user_id=account.user_id,
+                entry_type=Transaction.Type.INITIAL_BALANCE,
+                amount=balance,
+                description=(
+                    "Initial balance set at the provider"
+                    if set_here
+                    else "Initial balance as found at the provider"
+                ),
+                evidence={
+                    "external_user_id": account.external_user_id,
+                    "requested": str(initial_balance),
+                    "provider_balance": str(balance),
+                    "set_here": set_here,
+                },
+                provider_balance=balance,
+            )
     except IntegrityError:  # a concurrent run recorded it first
         recorded = Transaction.objects.get(
             user=account.user, type=Transaction.Type.INITIAL_BALANCE

@@ -1,13 +1,16 @@
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TypedDict
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from accounts.exceptions import AccountNotLinked
 from accounts.models import ExternalApiAccount, User
 from accounts.selectors import account_active_for
 from betting.models import Bet
-from betting_site.api.errors import NotFound
+from betting_site.errors import NotFound
+from wallet.models import UserBalance
 
 
 def account_for_betting(*, user: User) -> ExternalApiAccount:
@@ -37,7 +40,16 @@ def bet_of(*, user: User, bet_id: int) -> Bet:
 # --- back-office figures --------------------------------------------------------
 
 
-def bets_per_hour(*, since: datetime, today_start: datetime) -> list[dict]:
+class HourlyBets(TypedDict):
+    """One row of ``bets_per_hour``."""
+
+    hour: datetime
+    count: int
+    today: int
+    today_volume: Decimal | None  # None: no bet since today_start in that hour
+
+
+def bets_per_hour(*, since: datetime, today_start: datetime) -> list[HourlyBets]:
     """Bets created since ``since`` per hour (UTC hour buckets with at least one
     bet, oldest first): ``hour``, ``count``, and how many of them, with what stake
     volume, were created since ``today_start`` (``today``, ``today_volume``)."""
@@ -72,4 +84,28 @@ def open_bet_counts() -> dict[str, int]:
     return Bet.objects.filter(status__in=Bet.OPEN_STATUSES).aggregate(
         pending=Count("id", filter=Q(status=Bet.Status.PENDING)),
         unknown=Count("id", filter=Q(status=Bet.Status.UNKNOWN)),
+    )
+
+
+def balances_with_discrepancy() -> QuerySet[UserBalance]:
+    """Balances whose last provider figure differs from the ledger, as
+    ``manage.py reconcile`` would report them: only users with an active provider
+    account and no open bet (an open bet's balance is in motion, not drifting)."""
+    return (
+        UserBalance.objects.filter(external_balance__isnull=False)
+        .exclude(external_balance=F("balance"))
+        .filter(
+            Exists(
+                ExternalApiAccount.objects.filter(
+                    user_id=OuterRef("user_id"), is_active=True
+                )
+            )
+        )
+        .exclude(
+            Exists(
+                Bet.objects.filter(
+                    user_id=OuterRef("user_id"), status__in=Bet.OPEN_STATUSES
+                )
+            )
+        )
     )

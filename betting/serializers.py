@@ -1,10 +1,11 @@
 from rest_framework import serializers
 
 from betting.models import Bet
+from betting.wire import BET_FIELDS
 from betting_site.api.fields import money_field
 
 
-class BetSerializer(serializers.ModelSerializer):
+class BetSerializer(serializers.ModelSerializer[Bet]):
     """The contract's bet: money as exact JSON numbers, the server's own id."""
 
     amount = money_field()
@@ -12,17 +13,5 @@ class BetSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Bet
-        fields = [
-            "id",
-            "external_bet_id",
-            "amount",
-            "status",
-            "win_amount",
-            "created_at",
-            "completed_at",
-        ]
+        fields = list(BET_FIELDS)
         read_only_fields = fields
-
-
-def bet_as_dict(bet: Bet) -> dict:
-    return dict(BetSerializer(bet).data)

@@ -12,19 +12,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 
 from accounts.models import ExternalApiAccount, User
 from betting.exceptions import BetInProgress
 from betting.lease import provider_lease
 from betting.models import Bet
+from betting.reconciliation import (
+    ReconcileResult,
+    ReconcileStatus,
+    balance_reconcile,
+)
 from betting.services import bet_resolve, unknown_grace_left
-from betting_site.api.errors import ApplicationError, Forbidden, ValidationFailed
-from betting_site.metrics import BET_VOID, bet_outcome_record
-from betting_site.money import MONEY_MAX, ZERO, to_money
+from betting.services.transitions import bet_void
+from betting_site.errors import ApplicationError, Forbidden, ValidationFailed
+from betting_site.money import MoneyInvalid, money_parse
+from wallet.ledger import adjustment_book, wallet_lock
 from wallet.models import Transaction
-from wallet.reconcile import ReconcileResult, balance_reconcile
-from wallet.services import ledger_post, wallet_lock
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ class ResolveSummary:
     left alone."""
 
     resolved: list[Bet] = field(default_factory=list)
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
     busy: list[int] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     skipped: int = 0
@@ -91,86 +96,26 @@ def bet_void_by_staff(
 ) -> Bet:
     """Void an open bet the resolution rules cannot decide (staff's last resort).
 
-    The stake hold is released as ``_bet_void`` would; with ``provider_debited``
-    (staff saw at the provider that the stake was taken) the stake is booked as a
-    ``bet_place`` entry, unless the bet already has one.
+    The stake hold is released as the resolution rules' void would; with
+    ``provider_debited`` (staff saw at the provider that the stake was taken) the
+    stake is booked as a ``bet_place`` entry, unless the bet already has one.
     """
     _require_staff(actor, VOID_PERMISSION)
     reason = _validated_reason(reason)
     with provider_lease(
         user_id=bet.user_id, operation="staff_void", wait=STAFF_LEASE_WAIT
     ):
-        return _bet_void_locked(
-            bet_id=bet.pk,
-            actor=actor,
-            reason=reason,
-            provider_debited=provider_debited,
+        voided = bet_void(
+            bet=bet, reason=reason, stake_taken=provider_debited, actor=actor
         )
-
-
-@transaction.atomic
-def _bet_void_locked(
-    *, bet_id: int, actor: User, reason: str, provider_debited: bool
-) -> Bet:
-    bet = Bet.objects.select_related("user").get(pk=bet_id)
-    wallet = wallet_lock(user=bet.user)
-    bet = Bet.objects.select_for_update().get(pk=bet_id)
-    if bet.status not in Bet.OPEN_STATUSES:
-        raise ValidationFailed(
-            f"Bet {bet.pk} is {bet.status}: only a pending or unknown bet can be "
-            "voided",
-            details={"bet": [f"Bet {bet.pk} is already {bet.status}"]},
-        )
-    previous = f"was {bet.status}" + (
-        f": {bet.status_reason}" if bet.status_reason else ""
-    )
-    notes = []
-    if provider_debited:
-        if Transaction.objects.filter(
-            bet=bet, type=Transaction.Type.BET_PLACE
-        ).exists():
-            notes.append("stake already booked")
-        else:
-            if wallet.balance < bet.amount:
-                problem = (
-                    f"The balance {wallet.balance} cannot cover the stake {bet.amount}"
-                )
-                raise ValidationFailed(problem, details={"provider_debited": [problem]})
-            ledger_post(
-                user=bet.user,
-                entry_type=Transaction.Type.BET_PLACE,
-                amount=-bet.amount,
-                bet=bet,
-                description=f"Stake of bet {bet.pk}, voided by staff",
-                evidence={
-                    "kind": "manual",
-                    "reason": reason,
-                    "by": actor.username,
-                    "provider_debited": True,
-                },
-                actor=actor,
-            )
-            wallet.refresh_from_db()
-            notes.append("stake taken by the provider, booked")
-    if bet.external_bet_id is None or bet.stake_mode == Bet.StakeMode.DEBIT_ON_LOSS:
-        wallet.held = max(ZERO, wallet.held - bet.amount)
-        wallet.save(update_fields=["held", "updated_at"])
-    note = f" ({'; '.join(notes)})" if notes else ""
-    bet.status = Bet.Status.VOID
-    bet.needs_attention = True
-    bet.status_reason = (
-        f"Voided by staff {actor.username}: {reason}{note} [{previous}]"
-    )[:500]
-    bet.save(update_fields=["status", "needs_attention", "status_reason", "updated_at"])
-    bet_outcome_record(outcome=BET_VOID)
     logger.warning(
         "Bet %s voided by staff %s (provider debited: %s): %s",
-        bet.pk,
+        voided.pk,
         actor.username,
         provider_debited,
         reason,
     )
-    return bet
+    return voided
 
 
 def adjustment_post(
@@ -197,7 +142,7 @@ def adjustment_post(
 def _adjustment_post_locked(
     *, user: User, amount: Decimal, actor: User, reason: str
 ) -> Transaction:
-    wallet = wallet_lock(user=user)
+    wallet_lock(user_id=user.pk)  # before the bets: the order every path uses
     open_bet = (
         Bet.objects.filter(user=user, status__in=Bet.OPEN_STATUSES)
         .values_list("pk", flat=True)
@@ -208,40 +153,12 @@ def _adjustment_post_locked(
             f"Bet {open_bet} of this user is still open: resolve or void it first",
             details={"user": [f"Bet {open_bet} is still open"]},
         )
-    new_balance = wallet.balance + amount
-    if new_balance < 0:
-        raise ValidationFailed(
-            f"The balance would become {new_balance}: it cannot be negative",
-            details={
-                "amount": [
-                    f"The balance {wallet.balance} cannot go below 0 "
-                    f"(it would be {new_balance})"
-                ]
-            },
-        )
-    if new_balance > MONEY_MAX:
-        raise ValidationFailed(
-            f"The balance would become {new_balance}, more than the ledger holds",
-            details={"amount": [f"The balance cannot exceed {MONEY_MAX}"]},
-        )
-    if new_balance < wallet.held:
-        raise ValidationFailed(
-            f"The balance would become {new_balance}, below the held stakes "
-            f"{wallet.held}",
-            details={
-                "amount": [
-                    f"The balance cannot go below the held stakes {wallet.held} "
-                    f"(it would be {new_balance})"
-                ]
-            },
-        )
-    entry = ledger_post(
-        user=user,
-        entry_type=Transaction.Type.ADJUSTMENT,
+    entry = adjustment_book(
+        user_id=user.pk,
         amount=amount,
-        description=f"Manual adjustment by {actor.username}: {reason}",
+        reason=f"Manual adjustment by {actor.username}: {reason}",
         evidence={"kind": "manual", "reason": reason, "by": actor.username},
-        actor=actor,
+        actor_id=actor.pk,
     )
     logger.warning(
         "Manual adjustment %s for user %s by staff %s: %s",
@@ -289,7 +206,7 @@ class ReconcileSummary:
     unlinked: list[User] = field(default_factory=list)
 
     @property
-    def statuses(self) -> Counter:
+    def statuses(self) -> Counter[ReconcileStatus]:
         return Counter(result.status for result in self.results)
 
 
@@ -331,7 +248,7 @@ def balances_reconcile_by_staff(
 # --- checks ----------------------------------------------------------------------
 
 
-def staff_can(actor: User, permission: str) -> bool:
+def staff_can(actor: User | AnonymousUser, permission: str) -> bool:
     """Whether ``actor`` is active staff holding ``permission`` (the admin's
     read-only ``has_change_permission`` does not decide who may repair)."""
     return bool(
@@ -362,15 +279,8 @@ def _validated_reason(reason: str) -> str:
     return reason
 
 
-def _validated_adjustment(amount: Decimal) -> Decimal:
-    if isinstance(amount, bool | float):
-        raise ValidationFailed(details={"amount": ["An exact decimal is required"]})
+def _validated_adjustment(amount: object) -> Decimal:
     try:
-        amount = to_money(amount)
-    except ValueError:
-        raise ValidationFailed(
-            details={"amount": ["An amount with at most two decimal places"]}
-        ) from None
-    if amount == 0:
-        raise ValidationFailed(details={"amount": ["The amount cannot be zero"]})
-    return amount
+        return money_parse(amount, allow_zero=False)
+    except MoneyInvalid as exc:
+        raise ValidationFailed(details={"amount": [str(exc)]}) from None

@@ -4,13 +4,19 @@ Missing secrets already stop the settings module from loading; these catch what
 is legal Python but wrong to deploy (run by ``manage.py check --deploy``).
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
-def check_production_settings(app_configs, **kwargs):
-    problems = []
+def check_production_settings(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
     if settings.DEBUG:
         return problems
     if "*" in settings.ALLOWED_HOSTS:

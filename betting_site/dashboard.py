@@ -13,9 +13,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.utils import timezone
 
 from auditlog.selectors import ProviderCallStats, provider_call_stats
-from betting.selectors import bets_per_hour, bets_settled_since, open_bet_counts
+from betting.selectors import (
+    balances_with_discrepancy,
+    bets_per_hour,
+    bets_settled_since,
+    open_bet_counts,
+)
 from betting_site.money import ZERO
-from wallet.selectors import balances_with_discrepancy
 
 CHART_HOURS = 24
 

@@ -3,7 +3,7 @@
 import contextvars
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
@@ -74,4 +74,5 @@ class JsonFormatter(_BaseJsonFormatter):
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
-        return redact_text(super().formatException(ei))
+        # A str: exc_info_as_array, which would make it a list, is never set here.
+        return redact_text(cast(str, super().formatException(ei)))

@@ -1,6 +1,7 @@
 """Money: Decimal end to end, two places, one definition of the column."""
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import cast
 
 from django.db import models
 
@@ -39,3 +40,55 @@ def round_money(value: Decimal | int) -> Decimal:
     money as floating point, so its sums carry float error in the last places (on
     PostgreSQL they are exact, and this changes nothing)."""
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+class MoneyInvalid(ValueError):
+    """An amount refused by ``money_parse``; ``code`` says which rule, the message
+    says it to a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def money_parse(
+    value: object,
+    *,
+    whole: bool = False,
+    low: Decimal | int | None = None,
+    high: Decimal | int | None = None,
+    allow_zero: bool = True,
+) -> Decimal:
+    """The one validator of amounts that come from outside (the API, the admin,
+    the command line): an exact number (``int`` or ``Decimal``, never a float, a
+    string or a boolean), finite, with at most two places (or ``whole``), within
+    the money column and within ``low``..``high``. Returns it with two places;
+    raises ``MoneyInvalid``. Codes: ``invalid``, ``whole``, ``places``,
+    ``too_large``, ``zero``, ``range``."""
+    not_a_number = isinstance(value, bool) or not isinstance(value, int | Decimal)
+    if not_a_number or (isinstance(value, Decimal) and not value.is_finite()):
+        if whole:
+            raise MoneyInvalid("whole", "A whole number is required")
+        raise MoneyInvalid("invalid", "An exact number is required")
+    amount = Decimal(cast(int | Decimal, value))  # checked just above
+    if whole and amount != amount.to_integral_value():
+        raise MoneyInvalid("whole", "A whole number is required")
+    if (low is not None and amount < low) or (high is not None and amount > high):
+        if low is not None and high is not None:
+            message = f"The amount must be between {low} and {high}"
+        elif low is not None:
+            message = f"The amount must be at least {low}"
+        else:
+            message = f"The amount must be at most {high}"
+        raise MoneyInvalid("range", message)
+    if abs(amount) > MONEY_MAX:  # checked first: quantizing it would overflow
+        raise MoneyInvalid("too_large", f"The amount cannot exceed {MONEY_MAX}")
+    try:
+        amount = to_money(amount)
+    except ValueError:
+        raise MoneyInvalid(
+            "places", "An amount with at most two decimal places"
+        ) from None
+    if amount == 0 and not allow_zero:
+        raise MoneyInvalid("zero", "The amount cannot be zero")
+    return amount

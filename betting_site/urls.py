@@ -1,22 +1,22 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from betting.apis import BetListCreateApi
+from betting.apis import BalanceApi, BetListCreateApi
 from betting_site.api.views import HealthApi, HealthLiveApi
-from betting_site.metrics import metrics_view
-from wallet.apis import BalanceApi, TransactionListApi
+from betting_site.metrics_view import metrics_view
+from wallet.apis import TransactionListApi
 
 admin.site.site_header = "Betting back office"
 admin.site.site_title = "Betting back office"
 
 # API paths are served with and without a trailing slash (never redirected); any
 # unknown path under /api/ is answered 404 in the envelope by the middleware.
-api_patterns = [
+api_patterns: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.urls")),
     re_path(r"^bets/?$", BetListCreateApi.as_view(), name="bets"),
     path("bets/", include("betting.urls")),
-    path("internal/", include("provider.urls")),
+    path("internal/", include("betting.internal_urls")),
     re_path(r"^balance/?$", BalanceApi.as_view(), name="balance"),
     re_path(r"^transactions/?$", TransactionListApi.as_view(), name="transactions"),
     # OpenAPI: the document (YAML, or JSON with ?format=json) and Swagger UI from

@@ -11,7 +11,7 @@ Messages and details never carry the secret or the signature.
 
 from typing import Any
 
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 from betting_site.redaction import redact
 
 

@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -5,9 +7,11 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from betting_site.api.fields import money_field
 from betting_site.api.pagination import choice_param, paginate
 from betting_site.api.schema import (
@@ -21,47 +25,11 @@ from betting_site.api.schema import (
 )
 from wallet.models import Transaction
 from wallet.selectors import transactions_of
-from wallet.services import balance_sync
-
-
-class BalanceApi(APIView):
-    @extend_schema_serializer(component_name="Balance")
-    class OutputSerializer(serializers.Serializer):
-        balance = money_field()
-        available = money_field()
-        external_balance = money_field(allow_null=True)
-        last_updated = serializers.DateTimeField()
-        last_checked_at = serializers.DateTimeField(allow_null=True)
-        in_sync = serializers.BooleanField()
-
-    @extend_schema(
-        operation_id="balance_retrieve",
-        tags=[TAG_WALLET],
-        summary="The caller's balance",
-        description="balance is the ledger's; available is balance less the stakes "
-        "held for unsettled bets. Re-reads the provider when the last check is "
-        "older than BALANCE_SYNC_TTL; if the provider is down, answers the local "
-        "figures with in_sync false.",
-        auth=USER_AUTH,
-        parameters=api_headers([200, *AUTHED]),
-        responses={200: OutputSerializer, **error_responses(*AUTHED)},
-    )
-    def get(self, request):
-        wallet, provider_answered = balance_sync(user=request.user)
-        data = {
-            "balance": wallet.balance,
-            "available": wallet.available,
-            "external_balance": wallet.external_balance,
-            "last_updated": wallet.updated_at,
-            "last_checked_at": wallet.last_checked_at,
-            "in_sync": provider_answered and wallet.external_balance == wallet.balance,
-        }
-        return Response(self.OutputSerializer(data).data)
 
 
 class TransactionListApi(APIView):
     @extend_schema_serializer(component_name="Transaction")
-    class OutputSerializer(serializers.ModelSerializer):
+    class OutputSerializer(serializers.ModelSerializer[Transaction]):
         amount = money_field()
         balance_before = money_field()
         balance_after = money_field()
@@ -108,14 +76,17 @@ class TransactionListApi(APIView):
             **error_responses(400, *AUTHED),
         },
     )
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         entry_type = choice_param(request.query_params, "type", Transaction.Type.values)
         page = paginate(
-            transactions_of(user=request.user, entry_type=entry_type),
+            # IsAuthenticated (the default permission): the caller is a user.
+            transactions_of(user=cast(User, request.user), entry_type=entry_type),
             request.query_params,
         )
         return Response(
             page.as_dict(
-                "transactions", self.OutputSerializer(page.items, many=True).data
+                "transactions",
+                # many=True makes a ListSerializer: its data is a list.
+                cast(list[Any], self.OutputSerializer(page.items, many=True).data),
             )
         )

@@ -1,3 +1,6 @@
+from decimal import Decimal
+from typing import cast
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -38,8 +41,9 @@ class UserBalance(models.Model):
         return f"balance of user {self.user_id}: {self.balance}"
 
     @property
-    def available(self):
-        return self.balance - self.held
+    def available(self) -> Decimal:
+        # money_field() returns an untyped DecimalField: its values are Any.
+        return cast(Decimal, self.balance - self.held)
 
 
 class Transaction(models.Model):

@@ -147,9 +147,10 @@ def test_profile_summary_attributes_each_sample_once():
         [
             'process 1:"gunicorn";handle (gunicorn/workers/gthread.py:1);'
             "counted (bench/instrument.py:2);"
-            "bet_place (betting/services.py:3);execute (psycopg/cursor.py:4) 3",
+            "bet_place (betting/services/placement.py:3);"
+            "execute (psycopg/cursor.py:4) 3",
             'process 1:"gunicorn";handle (gunicorn/workers/gthread.py:1);'
-            "bet_place (betting/services.py:3);"
+            "bet_place (betting/services/placement.py:3);"
             "compile (django/db/models/sql/compiler.py:5) 1",
         ]
     )

@@ -1,13 +1,17 @@
+from typing import TYPE_CHECKING, Any, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
+from accounts.models import User
 from betting.models import Bet, IdempotencyKey, ProviderLease
 from betting.staff import (
     REASON_MAX_LENGTH,
@@ -17,7 +21,7 @@ from betting.staff import (
     staff_can,
 )
 from betting_site.admin import ReadOnlyAdminMixin, ReadOnlyModelAdmin, pretty_json
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 from wallet.models import Transaction
 
 
@@ -54,7 +58,14 @@ def form_add_service_error(form: forms.Form, exc: ApplicationError) -> None:
         form.add_error(None, exc.message)
 
 
-class BetTransactionInline(ReadOnlyAdminMixin, admin.TabularInline):
+# Django's admin classes are not subscriptable at runtime: parametrised for mypy only.
+if TYPE_CHECKING:
+    _TransactionInline = admin.TabularInline[Transaction, Bet]
+else:
+    _TransactionInline = admin.TabularInline
+
+
+class BetTransactionInline(ReadOnlyAdminMixin, _TransactionInline):
     model = Transaction
     fk_name = "bet"
     fields = (
@@ -127,13 +138,16 @@ class BetAdmin(ReadOnlyModelAdmin):
         description="Settle selected open bets with the provider (resolve)",
         permissions=("staff_repair",),
     )
-    def resolve_with_provider(self, request: HttpRequest, queryset) -> None:
+    def resolve_with_provider(
+        self, request: HttpRequest, queryset: QuerySet[Bet]
+    ) -> None:
         if not self.has_staff_repair_permission(request):
             self.message_user(request, "You may not resolve bets.", messages.ERROR)
             return
         summary = bets_resolve_by_staff(
             bets=queryset.select_related("account").order_by("id"),
-            actor=request.user,
+            # Checked by staff_can() above: an authenticated staff user.
+            actor=cast(User, request.user),
         )
         for bet in summary.resolved:
             if bet.status not in Bet.OPEN_STATUSES:
@@ -142,7 +156,9 @@ class BetAdmin(ReadOnlyModelAdmin):
         self.message_user(request, summary.as_text(), level)
 
     @admin.action(description="Void selected bet…", permissions=("staff_repair",))
-    def void_selected(self, request: HttpRequest, queryset) -> HttpResponse | None:
+    def void_selected(
+        self, request: HttpRequest, queryset: QuerySet[Bet]
+    ) -> HttpResponse | None:
         if not self.has_staff_repair_permission(request):
             self.message_user(request, "You may not void bets.", messages.ERROR)
             return None
@@ -155,7 +171,7 @@ class BetAdmin(ReadOnlyModelAdmin):
             reverse("admin:betting_bet_void", args=[queryset.get().pk])
         )
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         custom = [
             path(
                 "<path:object_id>/void/",
@@ -165,7 +181,13 @@ class BetAdmin(ReadOnlyModelAdmin):
         ]
         return custom + super().get_urls()
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         extra_context = dict(extra_context or {})
         bet = self.get_object(request, unquote(object_id))
         if (
@@ -182,7 +204,11 @@ class BetAdmin(ReadOnlyModelAdmin):
             raise PermissionDenied
         bet = self.get_object(request, unquote(object_id))
         if bet is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # A private ModelAdmin helper (Django 5.2 has it) that django-stubs lacks.
+            missing: HttpResponse = self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
+            return missing
         change_url = reverse("admin:betting_bet_change", args=[bet.pk])
         if request.method == "POST":
             form = BetVoidForm(request.POST)
@@ -190,7 +216,8 @@ class BetAdmin(ReadOnlyModelAdmin):
                 try:
                     bet = bet_void_by_staff(
                         bet=bet,
-                        actor=request.user,
+                        # Checked by staff_can() above: an authenticated staff user.
+                        actor=cast(User, request.user),
                         reason=form.cleaned_data["reason"],
                         provider_debited=form.cleaned_data["provider_debited"],
                     )
@@ -214,8 +241,11 @@ class BetAdmin(ReadOnlyModelAdmin):
             return HttpResponseRedirect(change_url)
         else:
             form = BetVoidForm()
+        # django-stubs wants a ModelForm; Django's own admin passes plain forms too.
         adminform = helpers.AdminForm(
-            form, [(None, {"fields": ["reason", "provider_debited"]})], {}
+            form,  # type: ignore[arg-type]
+            [(None, {"fields": ["reason", "provider_debited"]})],
+            {},
         )
         context = {
             **self.admin_site.each_context(request),
@@ -269,7 +299,7 @@ class IdempotencyKeyAdmin(ReadOnlyModelAdmin):
     readonly_fields = ("response_pretty",)
 
     @admin.display(description="Stored response")
-    def response_pretty(self, obj):
+    def response_pretty(self, obj: IdempotencyKey) -> str:
         return pretty_json(obj.response_body)
 
 

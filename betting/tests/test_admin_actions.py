@@ -14,9 +14,9 @@ from betting import staff as staff_services
 from betting.lease import lease_try_claim
 from betting.models import Bet
 from betting.services import bet_place
-from betting_site.api.errors import Forbidden, ValidationFailed
+from betting_site.errors import Forbidden, ValidationFailed
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def boss(client):
 @pytest.fixture
 def player(user):
     ExternalApiAccountFactory(user=user)
-    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
     return user
 
 
@@ -61,10 +61,10 @@ def open_bet(
         UserBalance.objects.filter(user=player).update(held=bet.amount)
     else:
         ledger_post(
-            user=player,
+            user_id=player.pk,
             entry_type="bet_place",
             amount=-bet.amount,
-            bet=bet,
+            bet_id=bet.pk,
             description="Stake",
         )
     return bet
@@ -187,7 +187,9 @@ def test_void_refuses_a_completed_bet(client, boss, player):
         external_bet_id="91",
         status_reason="",
     )
-    ledger_post(user=player, entry_type="bet_win", amount=Decimal("4"), bet=bet)
+    ledger_post(
+        user_id=player.pk, entry_type="bet_win", amount=Decimal("4"), bet_id=bet.pk
+    )
     before = (bet.status, bet.status_reason, wallet_of(player).balance)
 
     page = client.get(void_url(bet))
@@ -335,7 +337,7 @@ def test_resolve_action_completes_a_pending_bet(client, boss, user, provider, se
     provider.configure(stake_mode="debit_on_loss", win_probability=1.0)
     provider.add_account("9001", SECRET, balance=START)
     ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
     provider.add_fault("/win", "error_after", method="POST", status=500)
     bet = bet_place(user=user, amount=3).bet
     assert bet.status == "pending"

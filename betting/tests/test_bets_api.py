@@ -5,7 +5,7 @@ import pytest
 
 from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.models import Bet
-from wallet.services import ledger_post
+from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def player(provider, user, stake_mode):
     provider.add_account("9101", "api-secret", balance=Decimal("50"))
     ExternalApiAccountFactory(user=user, external_user_id="9101", secret="api-secret")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
     return user
 
 
@@ -76,7 +76,7 @@ def test_place_bet_without_a_linked_account_is_403(auth_client):
 def test_insufficient_balance_is_400(auth_client, user, provider):
     provider.add_account("9102", "s", balance=Decimal("2"))
     ExternalApiAccountFactory(user=user, external_user_id="9102", secret="s")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("2"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("2"))
     response = post_bet(auth_client, '{"amount": 3}')
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INSUFFICIENT_BALANCE"

@@ -10,13 +10,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
+from betting.checks import BetCheck, _bet_problems, ledger_check
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 from betting_site.testing import run_command as run
+from wallet.checks import Check
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.reconcile import Check, _bet_problems, ledger_check
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -79,12 +80,12 @@ def test_clean_after_amounts_inexact_in_floating_point():
     0.999999999999999 or 2.8e-17 instead of 1.00 or 0.00, and is rounded to cents
     before it is compared."""
     spent, earned = UserFactory(), UserFactory()
-    ledger_post(user=spent, entry_type="initial_balance", amount=Decimal("1.00"))
+    ledger_post(user_id=spent.pk, entry_type="initial_balance", amount=Decimal("1.00"))
     for amount in ("-0.10", "-0.70", "-0.20"):
-        ledger_post(user=spent, entry_type="adjustment", amount=Decimal(amount))
-    ledger_post(user=earned, entry_type="initial_balance", amount=Decimal("0.10"))
+        ledger_post(user_id=spent.pk, entry_type="adjustment", amount=Decimal(amount))
+    ledger_post(user_id=earned.pk, entry_type="initial_balance", amount=Decimal("0.10"))
     for amount in ("0.20", "0.70"):
-        ledger_post(user=earned, entry_type="adjustment", amount=Decimal(amount))
+        ledger_post(user_id=earned.pk, entry_type="adjustment", amount=Decimal(amount))
 
     assert UserBalance.objects.get(user=spent).balance == Decimal("0.00")
     assert UserBalance.objects.get(user=earned).balance == Decimal("1.00")
@@ -142,14 +143,14 @@ CORRUPTIONS = {
         lambda user: Transaction.objects.filter(
             user=user, type__in=["bet_win", "bet_loss"]
         ).update(type="adjustment"),
-        {Check.BET_ENTRIES},
+        {BetCheck.BET_ENTRIES},
     ),
     # A failed bet carrying an entry that moved money.
     "failed bet with an entry": (
         lambda user: Transaction.objects.filter(user=user, type="bet_win").update(
             bet=Bet.objects.get(user=user, status="failed")
         ),
-        {Check.BET_ENTRIES},
+        {BetCheck.BET_ENTRIES},
     ),
 }
 
@@ -214,7 +215,7 @@ def _ledger_without_provider(users: int) -> None:
     for _ in range(users):
         account = ExternalApiAccountFactory()
         user = account.user
-        ledger_post(user=user, entry_type="initial_balance", amount=START)
+        ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
         for n in range(3):
             bet = Bet.objects.create(
                 user=user,
@@ -226,7 +227,12 @@ def _ledger_without_provider(users: int) -> None:
                 win_amount=Decimal("0"),
                 completed_at=timezone.now(),
             )
-            ledger_post(user=user, entry_type="bet_loss", amount=Decimal("-2"), bet=bet)
+            ledger_post(
+                user_id=user.pk,
+                entry_type="bet_loss",
+                amount=Decimal("-2"),
+                bet_id=bet.pk,
+            )
 
 
 def test_queries_do_not_grow_with_the_number_of_users():

@@ -20,8 +20,8 @@ from django.test import Client
 
 from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.models import Bet
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +38,7 @@ def player(request, provider, settings):
     provider.add_account("9301", "conc-secret", balance=Decimal("10"))
     user = UserFactory(username=f"conc-{request.param}", password=PASSWORD)
     ExternalApiAccountFactory(user=user, external_user_id="9301", secret="conc-secret")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("10"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("10"))
     return user
 
 

@@ -5,20 +5,16 @@ explained) by the locked path."""
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
 
 from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
-from betting.services import _bet_complete, bet_place
+from betting.services import bet_place
+from betting.services.settlement import bet_complete
 from betting.tests.test_lifecycle import ledger_matches_provider
-from betting_site.api.errors import ValidationFailed
+from betting_site.errors import ValidationFailed
 from betting_site.money import MONEY_MAX
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.services import (
-    LedgerFastPathUnavailable,
-    ledger_post,
-    ledger_post_moving,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +25,7 @@ SECRET = "fast-path-secret"
 def player(provider, stake_mode, user):
     provider.add_account("9001", SECRET, balance=Decimal("5"))
     ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("5"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("5"))
     return user
 
 
@@ -37,8 +33,8 @@ def test_a_result_booked_twice_moves_money_once(player, provider, stake_mode):
     provider.configure(win_probability=1.0)
     bet = bet_place(user=player, amount=3, settle=False).bet
     assert bet.status == "pending"
-    first = _bet_complete(bet=bet, win=Decimal("6"), evidence={"win": "6"})
-    again = _bet_complete(bet=bet, win=Decimal("6"), evidence={"win": "6"})
+    first = bet_complete(bet=bet, win=Decimal("6"), evidence={"win": "6"})
+    again = bet_complete(bet=bet, win=Decimal("6"), evidence={"win": "6"})
     assert first.status == again.status == "completed"
     assert Transaction.objects.filter(bet=bet, type="bet_win").count() == 1
     expected = Decimal("8") if stake_mode == "debit_on_place" else Decimal("11")
@@ -82,7 +78,7 @@ def test_a_provider_bet_id_already_in_use_is_rolled_back_and_flagged(
 
 def test_a_win_past_the_column_range_is_refused_with_nothing_written(user):
     account = ExternalApiAccountFactory(user=user)
-    ledger_post(user=user, entry_type="initial_balance", amount=MONEY_MAX - 1)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=MONEY_MAX - 1)
     bet = Bet.objects.create(
         user=user,
         account=account,
@@ -92,7 +88,7 @@ def test_a_win_past_the_column_range_is_refused_with_nothing_written(user):
         external_bet_id="overflow-1",
     )
     with pytest.raises(ValidationFailed) as excinfo:
-        _bet_complete(bet=bet, win=Decimal("6"), evidence={})
+        bet_complete(bet=bet, win=Decimal("6"), evidence={})
     assert "cannot exceed" in str(excinfo.value.details)
     bet.refresh_from_db()
     assert bet.status == "pending"
@@ -100,14 +96,14 @@ def test_a_win_past_the_column_range_is_refused_with_nothing_written(user):
     assert UserBalance.objects.get(user=user).balance == MONEY_MAX - 1
 
 
-def test_the_fast_ledger_step_needs_a_balance_row_and_chains_exactly(user):
-    with transaction.atomic(), pytest.raises(LedgerFastPathUnavailable):
-        ledger_post_moving(user_id=user.pk, entry_type="adjustment", amount=1)
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("0.10"))
-    with transaction.atomic():
-        entry = ledger_post_moving(
-            user_id=user.pk, entry_type="adjustment", amount=Decimal("0.20")
-        )
+def test_a_ledger_post_creates_the_balance_row_and_chains_exactly(user):
+    first = ledger_post(
+        user_id=user.pk, entry_type="initial_balance", amount=Decimal("0.10")
+    )
+    assert (first.balance_before, first.balance_after) == (0, Decimal("0.10"))
+    entry = ledger_post(
+        user_id=user.pk, entry_type="adjustment", amount=Decimal("0.20")
+    )
     assert (entry.balance_before, entry.balance_after) == (
         Decimal("0.10"),
         Decimal("0.30"),

@@ -13,7 +13,7 @@ from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.lease import LeaseLost, lease_try_claim
 from betting.models import Bet, ProviderLease
-from wallet.services import ledger_post
+from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ _NOT_COUNTED = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOI
 def player(provider, user, stake_mode):
     provider.add_account("9301", "api-secret", balance=Decimal("500"))
     ExternalApiAccountFactory(user=user, external_user_id="9301", secret="api-secret")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("500"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("500"))
     return user
 
 

@@ -5,7 +5,7 @@ import pytest
 from accounts.tests.factories import ExternalApiAccountFactory
 from betting.idempotency import canonical_hash
 from betting.models import Bet, IdempotencyKey
-from wallet.services import ledger_post
+from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def player(provider, user, stake_mode):
     provider.add_account("9201", "idem-secret", balance=Decimal("50"))
     ExternalApiAccountFactory(user=user, external_user_id="9201", secret="idem-secret")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
     return user
 
 
@@ -138,27 +138,27 @@ def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, use
 
 
 def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
-    auth_client, player, user, monkeypatch
+    auth_client, player, user, provider
 ):
     """The key is linked in the bet's own insert: a process killed right after it
-    (here: inside the provider call, before anything else is written) leaves a
-    key whose retry answers that bet instead of placing another."""
+    (here: during the provider call, once POST /bet reached the provider, before
+    its answer or anything else is written) leaves a key whose retry answers that
+    bet instead of placing another."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from provider.client import ProviderClient
+    from provider.testing import ScriptedTransport
+    from provider.transport import default_transport, transport_installed
 
     class Killed(BaseException):  # not an Exception: nothing catches it
         pass
 
-    def killed(*args, **kwargs):
-        raise Killed
-
-    monkeypatch.setattr(ProviderClient, "bet_place", killed)
-    with pytest.raises(Killed):
+    dying = ScriptedTransport(passthrough=default_transport())
+    dying.add("POST", "/bet", error=Killed(), sent=True)
+    with transport_installed(dying), pytest.raises(Killed):
         post(auth_client, '{"amount": 3}', "key-0000009")
-    monkeypatch.undo()
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
     record = IdempotencyKey.objects.get(key="key-0000009")
     bet = Bet.objects.get()
     assert bet.idempotency_key_id == record.pk
@@ -172,6 +172,7 @@ def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
     assert response["Idempotent-Replayed"] == "true"
     assert response.json()["id"] == bet.pk
     assert Bet.objects.count() == 1
+    assert provider.snapshot()["calls"]["POST /bet"] == 1
 
 
 def test_a_stored_response_names_its_bet(auth_client, player):

@@ -7,9 +7,10 @@ import pytest
 from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
-from betting_site.api.errors import ApplicationError
+from betting.tests.crashes import bet_left_at, crash_at
+from betting_site.errors import ApplicationError
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ START = Decimal("100")
 def player(provider, stake_mode, user):
     provider.add_account("9001", SECRET, balance=START)
     ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
     return user
 
 
@@ -156,10 +157,7 @@ def test_a_new_bet_waits_while_the_open_one_cannot_be_resolved(
 def test_interrupted_before_sending_becomes_unknown_once_the_lease_expired(
     player, provider, stake_mode
 ):
-    from betting.services import _bet_open
-
-    account = player.external_accounts.get()
-    bet = _bet_open(user=player, account=account, amount=Decimal("3"))  # then "crash"
+    bet = bet_left_at("recorded", user=player)
     resolved = bet_resolve(bet=bet)
     assert resolved.status == ("failed" if stake_mode == "debit_on_place" else "void")
     assert provider.snapshot()["calls"].get("POST /bet") is None
@@ -198,10 +196,6 @@ def test_a_refused_balance_read_leaves_the_bet_open_with_the_reason(
     assert "Not resolved yet" in resolved.status_reason
     provider.clear_faults()
     assert bet_resolve(bet=resolved).status == "void"
-
-
-class Crash(BaseException):
-    """A process dying mid-step: not an Exception, so nothing on the way catches it."""
 
 
 @pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
@@ -270,20 +264,10 @@ def test_placement_timing_out_before_the_provider_took_it(
 
 
 def test_killed_after_the_provider_took_the_bet_before_recording_its_id(
-    player, provider, stake_mode, monkeypatch
+    player, provider, stake_mode
 ):
-    from betting import services
-
-    def die(**kwargs):
-        raise Crash
-
-    monkeypatch.setattr(services, "_bet_record_placed", die)
-    with pytest.raises(Crash):
+    with crash_at("placed"):
         bet_place(user=player, amount=3)
-    monkeypatch.undo()
-    from betting.models import ProviderLease
-
-    ProviderLease.objects.update(holder="", expires_at=None)  # the lease expired
     bet = Bet.objects.get(user=player)
     assert (bet.status, bet.external_bet_id) == ("pending", None)
     resolved = bet_resolve(bet=bet)
@@ -295,22 +279,12 @@ def test_killed_after_the_provider_took_the_bet_before_recording_its_id(
 
 @pytest.mark.parametrize("win_probability", [1.0, 0.0], ids=["win", "loss"])
 def test_killed_after_the_provider_settled_before_booking(
-    player, provider, stake_mode, monkeypatch, win_probability
+    player, provider, stake_mode, win_probability
 ):
-    from betting import services
-
     provider.configure(win_probability=win_probability)
 
-    def die(**kwargs):
-        raise Crash
-
-    monkeypatch.setattr(services, "_bet_complete", die)
-    with pytest.raises(Crash):
+    with crash_at("result"):
         bet_place(user=player, amount=3)
-    monkeypatch.undo()
-    from betting.models import ProviderLease
-
-    ProviderLease.objects.update(holder="", expires_at=None)
     bet = Bet.objects.get(user=player)
     assert bet.status == "pending"
     assert bet.external_bet_id
@@ -327,21 +301,9 @@ def test_killed_after_the_provider_settled_before_booking(
     assert provider.snapshot()["calls"]["POST /win"] == (2 if resent else 1)
 
 
-def test_killed_between_placing_and_asking_for_the_result(
-    player, provider, stake_mode, monkeypatch
-):
-    from betting import services
-
-    def die(**kwargs):
-        raise Crash
-
-    monkeypatch.setattr(services, "_bet_fetch_result", die)
-    with pytest.raises(Crash):
+def test_killed_between_placing_and_asking_for_the_result(player, provider, stake_mode):
+    with crash_at("placed_recorded"):
         bet_place(user=player, amount=3)
-    monkeypatch.undo()
-    from betting.models import ProviderLease
-
-    ProviderLease.objects.update(holder="", expires_at=None)
     resolved = bet_resolve(bet=Bet.objects.get(user=player))
     assert resolved.status == "completed"
     ledger_matches_provider(player, provider)

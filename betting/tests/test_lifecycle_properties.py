@@ -41,6 +41,7 @@ Budget: the hypothesis profile (``HYPOTHESIS_PROFILE``, see ``conftest.py``).
 import itertools
 import threading
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
@@ -59,21 +60,23 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from requests.adapters import HTTPAdapter
 
 from accounts.models import User
 from accounts.tests.factories import ExternalApiAccountFactory
+from betting.checks import ledger_check
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
 from betting.staff import adjustment_post, bet_void_by_staff
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 from betting_site.money import ZERO
 from betting_site.testing import run_command
 from provider.breaker import CircuitBreaker
-from provider.simulator import server as simulator_server
+from provider.simulator import ProviderSimulator
+from provider.simulator.server import API_PREFIX, SimulatorRequestHandler
+from provider.testing import ScriptedTransport
+from provider.transport import default_transport, transport_installed
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.reconcile import ledger_check
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -144,35 +147,48 @@ def _shape(bet: Bet) -> str:
 class InFlight:
     """Waits until the simulator has received every request the client sent to
     it and finished serving them, so that a late effect (a request processed after
-    the client gave up) lands before the next operation."""
+    the client gave up) lands before the next operation.
+
+    The client's side is counted by ``transport``, which records every request and
+    passes it on to the real one (installed through the transport seam); the
+    simulator's by ``handler``, its request handler class with each ``GET`` and
+    ``POST`` under the API counted while it is served."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.sent = self.received = self.serving = 0
+        self.received = self.serving = 0
         self.condition = threading.Condition()
+        self.transport = ScriptedTransport(passthrough=default_transport())
 
-    def wrap_send(self, send):
-        def counted(adapter, request, *args, **kwargs):
-            if request.url.startswith(self.base_url):
-                with self.condition:
-                    self.sent += 1
-            return send(adapter, request, *args, **kwargs)
+    @property
+    def sent(self) -> int:
+        return sum(call.url.startswith(self.base_url) for call in self.transport.calls)
 
-        return counted
+    def handler(self) -> type[SimulatorRequestHandler]:
+        counter = self
 
-    def wrap_serve(self, serve):
-        def counted(handler, path, body):
+        class Counted(SimulatorRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                counter._served(self.path, super().do_GET)
+
+            def do_POST(self) -> None:  # noqa: N802
+                counter._served(self.path, super().do_POST)
+
+        return Counted
+
+    def _served(self, path: str, serve: Callable[[], None]) -> None:
+        if not path.startswith(API_PREFIX + "/"):
+            serve()
+            return
+        with self.condition:
+            self.received += 1
+            self.serving += 1
+        try:
+            serve()
+        finally:
             with self.condition:
-                self.received += 1
-                self.serving += 1
-            try:
-                return serve(handler, path, body)
-            finally:
-                with self.condition:
-                    self.serving -= 1
-                    self.condition.notify_all()
-
-        return counted
+                self.serving -= 1
+                self.condition.notify_all()
 
     def wait_idle(self) -> None:
         with self.condition:
@@ -300,7 +316,7 @@ class BetMachine(RuleBasedStateMachine):
             ExternalApiAccountFactory(
                 user=user, external_user_id=external_id, secret=secret
             )
-            ledger_post(user=user, entry_type="initial_balance", amount=balance)
+            ledger_post(user_id=user.pk, entry_type="initial_balance", amount=balance)
             self.players.append((user, external_id))
             self.initial[user.pk] = balance
             self.adjusted[user.pk] = ZERO
@@ -607,12 +623,16 @@ class BetMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture
-def inflight(monkeypatch, provider) -> InFlight:
+def inflight(provider: ProviderSimulator) -> Iterator[InFlight]:
     counter = InFlight(provider.base_url)
-    handler = simulator_server.SimulatorRequestHandler
-    monkeypatch.setattr(handler, "_serve_api", counter.wrap_serve(handler._serve_api))
-    monkeypatch.setattr(HTTPAdapter, "send", counter.wrap_send(HTTPAdapter.send))
-    return counter
+    # This test's own simulator: its handler class is socketserver's public
+    # ``RequestHandlerClass``, read for every connection it accepts from now on.
+    provider.RequestHandlerClass = counter.handler()
+    with transport_installed(counter.transport):
+        yield counter
+    # Both sides were counted: the waits above waited for something.
+    assert counter.sent
+    assert counter.received
 
 
 def test_bet_lifecycle_keeps_the_invariants_under_faults(
@@ -639,7 +659,7 @@ def test_a_staff_adjustment_past_what_the_balance_column_holds_is_refused():
     balance that no query could read back."""
     user = User.objects.create(username="rich")
     staff = User.objects.create(username="boss", is_staff=True, is_superuser=True)
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("100"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("100"))
     with pytest.raises(ApplicationError) as excinfo:
         adjustment_post(
             user=user, amount=Decimal("999999999999.99"), actor=staff, reason="typo"

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from accounts.models import ExternalApiAccount, User
 from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
+from betting.onboarding import account_onboard
 from provider.exceptions import ProviderRefused, ProviderUnreachable
-from provider.services import account_onboard
 from wallet.models import Transaction, UserBalance
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from rest_framework_simplejwt.token_blacklist.models import (
 
 from accounts.models import RevokedSession
 from accounts.tests.factories import UserFactory
-from auditlog.management.commands.prune_logs import Command
 from auditlog.models import ApiLog
+from betting.management.commands.prune_logs import Command
 from betting.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,11 @@ from django.utils import timezone
 from accounts.tests.factories import UserFactory
 from betting.lease import lease_try_claim
 from betting.models import Bet
+from betting.reconciliation import ReconcileStatus, balance_reconcile
 from betting.services import bet_place
-from betting_site.api.errors import ValidationFailed
+from betting_site.errors import ValidationFailed
 from betting_site.testing import run_command as run
 from wallet.models import Transaction, UserBalance
-from wallet.reconcile import ReconcileStatus, balance_reconcile
 
 pytestmark = pytest.mark.django_db
 

@@ -9,14 +9,14 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
+from betting.admin import balances as wallet_admin
 from betting.lease import lease_try_claim
 from betting.models import Bet
+from betting.reconciliation import ReconcileStatus
 from betting.staff import balances_reconcile_by_staff
-from betting_site.api.errors import Forbidden
-from wallet import admin as wallet_admin
+from betting_site.errors import Forbidden
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.reconcile import ReconcileStatus
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_reconcile_books_drift_with_the_staff_member_and_reports_every_account(
     in_sync = make_player("8002")
     busy_with_a_bet = make_player("8003")
     unlinked = UserFactory(username="unlinked")
-    ledger_post(user=unlinked, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=unlinked.pk, entry_type="initial_balance", amount=START)
     unknown_at_provider = make_player("8004", at_provider=False)
     provider.set_balance("8001", Decimal("107.50"))
     provider.set_balance("8003", START + 1)

@@ -10,7 +10,8 @@ import pytest
 from betting.lease import lease_try_claim
 from betting.management.commands import settle_pending
 from betting.models import Bet
-from betting.services import _bet_open, bet_place
+from betting.services import bet_place
+from betting.tests.crashes import bet_left_at
 from betting_site.testing import run_command as run
 from wallet.models import Transaction, UserBalance
 
@@ -101,8 +102,7 @@ def test_a_placement_interrupted_by_a_crash_is_resolved_as_unknown(
     make_player, provider, stake_mode
 ):
     player = make_player("7001")
-    account = player.external_accounts.get()
-    bet = _bet_open(user=player, account=account, amount=Decimal("3"))
+    bet = bet_left_at("recorded", user=player)
 
     code, output = run("settle_pending")
 

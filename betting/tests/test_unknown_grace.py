@@ -17,11 +17,12 @@ from django.db.models import F
 from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting import staff as staff_services
 from betting.models import Bet
-from betting.services import _bet_open, bet_place, bet_resolve, unknown_grace_left
+from betting.services import bet_place, bet_resolve, unknown_grace_left
+from betting.tests.crashes import bet_left_at
 from betting.tests.test_lifecycle import ledger_matches_provider
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def player(provider, settings, user):
     settings.BET_UNKNOWN_GRACE = GRACE
     provider.add_account("9001", SECRET, balance=START)
     ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
     return user
 
 
@@ -142,8 +143,7 @@ def test_debit_on_loss_has_no_grace_nothing_is_read_from_the_balance(
 
 
 def test_a_crashed_placement_waits_the_grace_too(player, provider, on_place):
-    account = player.external_accounts.get()
-    bet = _bet_open(user=player, account=account, amount=Decimal("3"))  # "crash"
+    bet = bet_left_at("recorded", user=player)
     resolved = bet_resolve(bet=bet)
     assert resolved.status == "unknown"
     assert resolved.unknown_since is not None
@@ -180,8 +180,7 @@ def test_settle_pending_waits_once_for_crashed_placements(
     bets = []
     for number in range(3):
         player = make_player(f"95{number:02d}")
-        account = player.external_accounts.get()
-        bets.append(_bet_open(user=player, account=account, amount=Decimal("2")))
+        bets.append(bet_left_at("recorded", user=player, amount=2))
     call_command("settle_pending")  # exit 0: no bet left open
     out = capsys.readouterr().out
     assert out.count("Waiting ") == 1  # one wait, not three

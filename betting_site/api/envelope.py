@@ -66,7 +66,8 @@ def error_response(
     )
     for name, value in (headers or {}).items():
         response[name] = value
-    response.is_error_envelope = True
+    # A marker read back with getattr(); HttpResponse declares no such attribute.
+    response.is_error_envelope = True  # type: ignore[attr-defined]
     return response
 
 

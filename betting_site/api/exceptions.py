@@ -2,15 +2,16 @@
 
 import logging
 import math
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
 
 from betting_site.api.envelope import error_response
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def validation_details(detail) -> dict:
     return {"non_field_errors": [detail]}
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     request = context.get("request")
     set_rollback()
     if isinstance(exc, ApplicationError):
@@ -77,10 +78,12 @@ def exception_handler(exc, context):
         return error_response(request, status=413)
     if isinstance(exc, drf.APIException):
         headers = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(math.ceil(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait:
+            headers["Retry-After"] = str(math.ceil(wait))
         code, message = None, None
         for exc_class, mapped_code, fixed_message in _DRF_CODES:
             if isinstance(exc, exc_class):
@@ -99,5 +102,6 @@ def exception_handler(exc, context):
         exc_info=exc,
     )
     response = error_response(request, status=500)
-    response._has_been_logged = True  # logged above, with the traceback
+    # Logged above, with the traceback. (Django's own marker: django-stubs lacks it.)
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response

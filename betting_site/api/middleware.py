@@ -4,6 +4,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
 
@@ -66,7 +67,8 @@ class ApiErrorEnvelopeMiddleware:
                 request, status=response.status_code, headers=kept
             )
             # Django logged the original (with its traceback); not a second time.
-            response._has_been_logged = logged
+            # (Django's own marker, which django-stubs does not declare.)
+            response._has_been_logged = logged  # type: ignore[attr-defined]
         return response
 
     @staticmethod
@@ -98,7 +100,7 @@ class RequestLogMiddleware:
         started = time.monotonic()
         response = self.get_response(request)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
-        user = getattr(request, "user", None)
+        user: Any = getattr(request, "user", None)
         user_id = user.pk if getattr(user, "is_authenticated", False) else None
         slow = duration_ms >= settings.SLOW_REQUEST_SECONDS * 1000
         request_logger.log(

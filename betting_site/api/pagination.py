@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from betting_site.api.errors import ValidationFailed
+from betting_site.errors import ValidationFailed
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100

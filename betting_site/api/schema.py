@@ -38,8 +38,11 @@ JWT_SCHEME = "jwtAuth"
 ADMIN_TOKEN_SCHEME = "adminToken"  # noqa: S105 (a scheme name, not a token)
 
 # The security requirement of the user endpoints and of the internal ones.
-USER_AUTH: list[dict[str, list]] = [{JWT_SCHEME: []}]
-INTERNAL_AUTH: list[dict[str, list]] = [{ADMIN_TOKEN_SCHEME: []}, {JWT_SCHEME: []}]
+# drf-spectacular annotates extend_schema(auth=) as a list of str, but uses it as
+# these security requirement objects (its own get_auth() answers them): Any, so
+# that its wrong annotation does not refuse them.
+USER_AUTH: Any = [{JWT_SCHEME: []}]
+INTERNAL_AUTH: Any = [{ADMIN_TOKEN_SCHEME: []}, {JWT_SCHEME: []}]
 
 TAG_AUTH = "auth"
 TAG_BETS = "bets"

@@ -9,8 +9,8 @@ from accounts.models import User
 from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.models import Bet
+from wallet.ledger import ledger_post
 from wallet.models import UserBalance
-from wallet.services import ledger_post
 
 START = Decimal("100")
 
@@ -33,7 +33,7 @@ def player(username: str) -> User:
     # No usable password: players never log in here, and hashing one is slow.
     user = User.objects.create_user(username=username, email=f"{username}@x.test")
     ExternalApiAccountFactory(user=user)
-    ledger_post(user=user, entry_type="initial_balance", amount=START)
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
     return user
 
 

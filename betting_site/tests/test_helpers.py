@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.http import QueryDict
 
-from betting_site.api.errors import ValidationFailed
 from betting_site.api.pagination import page_params, paginate
 from betting_site.durations import parse_duration
+from betting_site.errors import ValidationFailed
 from betting_site.logging import JsonFormatter, RedactingFilter, RequestIdFilter
 from betting_site.money import round_money, to_money
 from betting_site.redaction import REDACTED, redact, redact_text

@@ -17,12 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.models import Bet
-from betting.services import _bet_fail
+from betting.services.transitions import bet_fail
 from provider.breaker import CircuitBreaker
 from provider.client import ProviderClient
 from provider.exceptions import ProviderUnreachable
+from wallet.ledger import ledger_post
 from wallet.models import UserBalance
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +92,7 @@ def player(provider, user):
     ExternalApiAccountFactory(
         user=user, external_user_id="9301", secret="metrics-secret"
     )
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("50"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
     return user
 
 
@@ -188,7 +188,7 @@ def test_a_rolled_back_transition_is_not_counted(
     user, django_capture_on_commit_callbacks
 ):
     account = ExternalApiAccountFactory(user=user)
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("10"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("10"))
     bet = Bet.objects.create(
         user=user,
         account=account,
@@ -200,7 +200,7 @@ def test_a_rolled_back_transition_is_not_counted(
 
     def fail_then_roll_back() -> None:
         with transaction.atomic():
-            assert _bet_fail(bet=bet, reason="test").status == Bet.Status.FAILED
+            assert bet_fail(bet=bet, reason="test").status == Bet.Status.FAILED
             raise RuntimeError("roll it back")
 
     with (
@@ -213,7 +213,7 @@ def test_a_rolled_back_transition_is_not_counted(
     assert bets("failed") == failed
     # The same transition, committed, is counted once.
     with django_capture_on_commit_callbacks(execute=True):
-        _bet_fail(bet=bet, reason="test")
+        bet_fail(bet=bet, reason="test")
     assert bets("failed") == failed + 1
 
 
@@ -316,7 +316,7 @@ def test_a_database_failure_leaves_the_scrape_up_without_its_figures(
     def broken():
         raise DatabaseError("the database is down")
 
-    monkeypatch.setattr("betting.selectors.open_bet_counts", broken)
+    monkeypatch.setattr("betting_site.metrics_view.open_bet_counts", broken)
     families = scrape(client)
     assert value(families, "betting_metrics_database_up") == 0
     assert "betting_bets_open" not in families

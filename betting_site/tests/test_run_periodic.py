@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
 from betting.services import bet_place
-from wallet.services import ledger_post
+from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def test_once_runs_every_task_and_settles_open_bets(provider, user):
     provider.add_account("9401", "periodic", balance=Decimal("20"))
     ExternalApiAccountFactory(user=user, external_user_id="9401", secret="periodic")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("20"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("20"))
     provider.add_fault("/win", "error_after", method="POST", status=500)
     bet = bet_place(user=user, amount=2).bet
     assert bet.status == "pending"
@@ -33,7 +33,9 @@ def test_once_runs_every_task_and_settles_open_bets(provider, user):
 def test_a_failing_task_is_reported_and_the_others_still_run(provider, user, settings):
     provider.add_account("9402", "periodic", balance=Decimal("20"))
     ExternalApiAccountFactory(user=user, external_user_id="9402", secret="periodic")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("10"))  # drift
+    ledger_post(
+        user_id=user.pk, entry_type="initial_balance", amount=Decimal("10")
+    )  # drift
     out = io.StringIO()
     with pytest.raises(CommandError, match="1 task"):
         call_command("run_periodic", "--once", stdout=out, stderr=io.StringIO())

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from provider.signing import js_stringify, verify_signature
 from provider.simulator.demo import DEMO_ACCOUNTS
@@ -234,8 +234,10 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
     def _serve_api(self, path: str, body: bytes) -> None:
         method = self.command
         self.server.state.count_call(f"{method} {path}")
-        rule = self.server.faults.pick(method, path)
-        kind = rule.kind if rule is not None else None
+        picked = self.server.faults.pick(method, path)
+        kind = picked.kind if picked is not None else None
+        # Only the branches of a kind read the rule: there it is never None.
+        rule = cast(FaultRule, picked)
         if kind is FaultKind.DROP_BEFORE:
             self._drop()
             return
@@ -420,7 +422,10 @@ class ProviderSimulator(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which can stall on DNS.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        # An AF_INET(6) server: its address starts with the host and the port.
+        self.server_name, self.server_port = cast(
+            tuple[str, int], self.server_address[:2]
+        )
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
@@ -452,7 +457,7 @@ class ProviderSimulator(ThreadingHTTPServer):
 
     @property
     def host(self) -> str:
-        return self.server_address[0]
+        return cast(str, self.server_address[0])
 
     @property
     def port(self) -> int:

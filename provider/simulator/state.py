@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 STAKE_MODES = ("debit_on_loss", "debit_on_place")
 REPEAT_WIN_MODES = ("refuse", "replay")
@@ -286,7 +286,7 @@ class ProviderState:
         repeat_win: str = UNSET,
     ) -> SimulatorConfig:
         """Change the configuration; a new ``seed`` reseeds the outcomes."""
-        changes = {
+        changes: dict[str, Any] = {
             name: value
             for name, value in {
                 "stake_mode": stake_mode,
@@ -449,12 +449,13 @@ class ProviderState:
                 f"(expected {STATE_FORMAT_VERSION})"
             )
         stored = _object(data.get("config"), "config")
-        config = dataclasses.replace(
-            self._initial_config,
-            stake_mode=stored.get("stake_mode"),
-            win_probability=stored.get("win_probability"),
-            repeat_win=stored.get("repeat_win"),
-        ).validated()
+        # Unchecked values from the file: ``validated()`` checks and coerces them.
+        stored_config: dict[str, Any] = {
+            "stake_mode": stored.get("stake_mode"),
+            "win_probability": stored.get("win_probability"),
+            "repeat_win": stored.get("repeat_win"),
+        }
+        config = dataclasses.replace(self._initial_config, **stored_config).validated()
         next_bet_id = data.get("next_bet_id")
         if isinstance(next_bet_id, bool) or not isinstance(next_bet_id, int):
             raise ValueError("next_bet_id must be an integer")
@@ -490,7 +491,7 @@ class ProviderState:
                 raise ValueError(
                     f"{where}: user_id, username and secret must be non-empty strings"
                 )
-            user_id, username, secret = values
+            user_id, username, secret = cast(list[str], values)
             if user_id in accounts:
                 raise ValueError(f"{where}: duplicate user_id {user_id}")
             balance = _stored_money(fields.get("balance"), f"{where}.balance")

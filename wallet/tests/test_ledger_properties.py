@@ -30,12 +30,12 @@ from hypothesis.stateful import (
 
 from accounts.models import User
 from accounts.tests.factories import ExternalApiAccountFactory
+from betting.checks import BetCheck, ledger_check
 from betting.models import Bet
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 from betting_site.money import CENT, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, ZERO
+from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
-from wallet.reconcile import Check, ledger_check
-from wallet.services import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -134,9 +134,13 @@ class LedgerMachine(RuleBasedStateMachine):
         expected = expected or self.refusal(user.pk, entry_type, Decimal(amount))
         before = self._snapshot()
         try:
-            entry = ledger_post(
-                user=user, entry_type=entry_type, amount=amount, bet=bet
-            )
+            with transaction.atomic():  # a refusal aborts only this post
+                entry = ledger_post(
+                    user_id=user.pk,
+                    entry_type=entry_type,
+                    amount=amount,
+                    bet_id=bet.pk if bet is not None else None,
+                )
         except (ApplicationError, ValueError, TypeError, DatabaseError) as exc:
             entry, refused = None, exc
         else:
@@ -264,7 +268,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def ledger_check_finds_nothing(self):
         # The placeholder bets do not follow the bet lifecycle: their per-bet
         # bookkeeping (checks e and g) is the bet machine's business.
-        ignored = (Check.BET_ENTRIES, Check.COMPLETED)
+        ignored = (BetCheck.BET_ENTRIES, BetCheck.COMPLETED)
         violations = [v for v in ledger_check() if v.check not in ignored]
         assert violations == []
 
@@ -284,8 +288,10 @@ def test_cents_chain_exactly_on_every_database():
     constraint (``balance_after = balance_before + amount``) on them: 0.10 + 0.20
     is not 0.30 there, so a valid entry was refused with an IntegrityError."""
     user = User.objects.create(username="cents")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("0.10"))
-    entry = ledger_post(user=user, entry_type="adjustment", amount=Decimal("0.20"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("0.10"))
+    entry = ledger_post(
+        user_id=user.pk, entry_type="adjustment", amount=Decimal("0.20")
+    )
     assert entry.balance_after == Decimal("0.30")
     assert UserBalance.objects.get(user=user).balance == Decimal("0.30")
     assert ledger_check(user_ids=[user.pk]) == []
@@ -296,8 +302,8 @@ def test_a_balance_that_does_not_fit_the_column_is_refused_and_changes_nothing()
     every later read of that balance raised ``decimal.InvalidOperation``; on
     PostgreSQL it was a DataError. It is a validation error now."""
     user = User.objects.create(username="overflow")
-    ledger_post(user=user, entry_type="initial_balance", amount=Decimal("100"))
+    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("100"))
     with pytest.raises(ApplicationError), transaction.atomic():
-        ledger_post(user=user, entry_type="adjustment", amount=MONEY_LIMIT)
+        ledger_post(user_id=user.pk, entry_type="adjustment", amount=MONEY_LIMIT)
     assert UserBalance.objects.get(user=user).balance == Decimal("100")
     assert Transaction.objects.filter(user=user).count() == 1

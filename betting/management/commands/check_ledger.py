@@ -1,14 +1,16 @@
 import argparse
 from collections import Counter
+from typing import Any
 
 from django.core.management.base import (
     BaseCommand,
     CommandError,
+    CommandParser,
     DjangoHelpFormatter,
 )
 
 from accounts.models import User
-from wallet.reconcile import ledger_check
+from betting.checks import ledger_check
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -37,14 +39,16 @@ It cannot tell whether the ledger matches the provider: that is reconcile.
 Exit status: 1 on any violation, 0 when clean, 2 on a usage error.
 """
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return super().create_parser(prog_name, subcommand, **kwargs)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--user", metavar="USERNAME", help="Only this user.")
 
-    def handle(self, *args, user: str | None = None, **options):
+    def handle(self, *args: Any, user: str | None = None, **options: Any) -> None:
         user_ids = None
         if user is not None:
             owner = User.objects.filter(username=user).first()

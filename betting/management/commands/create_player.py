@@ -1,23 +1,26 @@
 import getpass
 import sys
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import player_create
-from betting_site.api.errors import ApplicationError
-from betting_site.money import to_money
-from provider.services import account_onboard
+from betting.onboarding import account_onboard
+from betting_site.errors import ApplicationError
+from betting_site.money import CENT, MoneyInvalid, money_parse
+from wallet.ledger import wallet_ensure
 
 
 def _amount(value: str) -> Decimal:
     try:
-        amount = to_money(value)
-    except (ValueError, InvalidOperation):
+        return money_parse(Decimal(value), low=CENT)
+    except MoneyInvalid as exc:
+        if exc.code == "range":
+            raise CommandError("--initial-balance must be positive") from None
+        raise CommandError(f"--initial-balance {value!r}: {exc}") from None
+    except InvalidOperation:
         raise CommandError(f"--initial-balance {value!r} is not an amount") from None
-    if amount <= 0:
-        raise CommandError("--initial-balance must be positive")
-    return amount
 
 
 class Command(BaseCommand):
@@ -28,7 +31,7 @@ class Command(BaseCommand):
         "Re-running with the same arguments changes nothing and exits 0."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--password", required=True)
         parser.add_argument("--external-user-id", required=True)
@@ -47,7 +50,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reason", default="create_player")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         secret = options["external_secret"] or self._read_secret()
         try:
             result = player_create(
@@ -63,6 +66,7 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         user, account = result.user, result.account
+        wallet_ensure(user_id=user.pk)
         self.stdout.write(
             f"User {user.username} (id {user.pk}) "
             f"{'created' if result.user_created else 'already existed'}; "

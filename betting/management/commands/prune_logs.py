@@ -1,8 +1,9 @@
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         "Deletes in batches; --dry-run only counts."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
             type=_duration,
@@ -51,12 +52,12 @@ class Command(BaseCommand):
 
     def handle(
         self,
-        *args,
+        *args: Any,
         older_than: timedelta,
         batch_size: int,
         dry_run: bool,
-        **options,
-    ):
+        **options: Any,
+    ) -> None:
         batch_size = max(1, batch_size)
         now = timezone.now()
         keys = IdempotencyKey.objects.filter(expires_at__lt=now)
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         }
         self.stdout.write(self.style.SUCCESS(f"Deleted {self._summary(counts)}."))
 
-    def _delete(self, queryset: QuerySet, label: str, batch_size: int) -> int:
+    def _delete(self, queryset: QuerySet[Any], label: str, batch_size: int) -> int:
         return delete_in_batches(
             queryset,
             batch_size=batch_size,

@@ -1,20 +1,24 @@
 import argparse
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any, cast
 
 from django.core.management.base import (
     BaseCommand,
     CommandError,
+    CommandParser,
     DjangoHelpFormatter,
 )
+from django.db.models import QuerySet
 
 from accounts.models import ExternalApiAccount, User
-from wallet.reconcile import (
+from betting.reconciliation import (
     CHECKED_STATUSES,
     ReconcileResult,
     ReconcileStatus,
     balance_reconcile,
 )
+from wallet.models import Transaction
 
 PROGRESS_EVERY = 50
 PAGE_SIZE = 200
@@ -41,11 +45,13 @@ drift was found and not fixed, or an account could not be checked (busy, provide
 error); 0 otherwise; 2 on a usage error.
 """
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return super().create_parser(prog_name, subcommand, **kwargs)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--user", metavar="USERNAME", help="Only this user's active account."
         )
@@ -55,7 +61,13 @@ error); 0 otherwise; 2 on a usage error.
             help="Post an adjustment of the difference for each drifted account.",
         )
 
-    def handle(self, *args, user: str | None = None, fix: bool = False, **options):
+    def handle(
+        self,
+        *args: Any,
+        user: str | None = None,
+        fix: bool = False,
+        **options: Any,
+    ) -> None:
         accounts = ExternalApiAccount.objects.filter(is_active=True)
         if user is not None:
             owner = User.objects.filter(username=user).first()
@@ -117,7 +129,8 @@ error); 0 otherwise; 2 on a usage error.
         elif status == ReconcileStatus.FIXED:
             self.stdout.write(
                 self.style.WARNING(
-                    f"FIXED {who}: {figures}; adjustment {result.adjustment.pk} posted"
+                    f"FIXED {who}: {figures}; adjustment "
+                    f"{cast(Transaction, result.adjustment).pk} posted"  # FIXED has one
                 )
             )
         elif status == ReconcileStatus.OPEN_BETS:
@@ -132,7 +145,7 @@ error); 0 otherwise; 2 on a usage error.
             self.stdout.write(self.style.ERROR(f"ERROR {who}: {detail}"))
 
 
-def _paged(accounts) -> Iterator[ExternalApiAccount]:
+def _paged(accounts: QuerySet[ExternalApiAccount]) -> Iterator[ExternalApiAccount]:
     """The accounts in id order, a page at a time (no cursor stays open while the
     provider is called)."""
     last = 0

@@ -1,13 +1,15 @@
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from accounts.services import player_create
-from betting_site.api.errors import ApplicationError
-from provider.services import account_onboard
+from betting.onboarding import account_onboard
+from betting_site.errors import ApplicationError
 from provider.simulator.demo import DEMO_ACCOUNTS
+from wallet.ledger import wallet_ensure
 
 DEMO_INITIAL_BALANCE = Decimal("1000")
 DEMO_ADMIN = ("admin", "admin-password")
@@ -26,14 +28,14 @@ class Command(BaseCommand):
         "Re-running changes nothing. Refuses to run with DEBUG=0 unless --force."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--force",
             action="store_true",
             help="seed even with DEBUG=0 (the demo passwords are public)",
         )
 
-    def handle(self, *args, force: bool, **options):
+    def handle(self, *args: Any, force: bool, **options: Any) -> None:
         if not settings.DEBUG and not force:
             raise CommandError(
                 "seed_demo creates users with published passwords; with DEBUG=0 it "
@@ -67,6 +69,7 @@ class Command(BaseCommand):
                     secret=secret,
                     reason="seed_demo",
                 )
+                wallet_ensure(user_id=result.user.pk)
                 onboard = account_onboard(
                     account=result.account, initial_balance=DEMO_INITIAL_BALANCE
                 )

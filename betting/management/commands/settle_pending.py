@@ -2,10 +2,12 @@ import argparse
 import logging
 import time
 from collections import Counter
+from typing import Any, cast
 
 from django.core.management.base import (
     BaseCommand,
     CommandError,
+    CommandParser,
     DjangoHelpFormatter,
 )
 
@@ -14,7 +16,7 @@ from betting.exceptions import BetInProgress
 from betting.lease import LeaseLost
 from betting.models import Bet
 from betting.services import bet_resolve, unknown_grace_left
-from betting_site.api.errors import ApplicationError
+from betting_site.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +59,13 @@ that bet and the run goes on. Exit status: 0 when no bet is left open, 1 when so
 remain open (listed with the reason), 2 on a usage error.
 """
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         return super().create_parser(prog_name, subcommand, **kwargs)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--user", metavar="USERNAME", help="Only this user's open bets."
         )
@@ -82,12 +86,12 @@ remain open (listed with the reason), 2 on a usage error.
 
     def handle(
         self,
-        *args,
+        *args: Any,
         user: str | None = None,
         limit: int | None = None,
         wait: float | None = None,
-        **options,
-    ):
+        **options: Any,
+    ) -> None:
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1", returncode=2)
         if wait is not None and wait < 0:
@@ -123,7 +127,7 @@ remain open (listed with the reason), 2 on a usage error.
         for done, bet_id in enumerate(ids, start=1):
             bet, reason, kind = self._settle_one(bet_id, wait)
             if kind == "waiting":
-                waiting.append(bet)
+                waiting.append(cast(Bet, bet))  # "waiting" comes with its bet
             else:
                 count(bet, reason, kind)
             if done % PROGRESS_EVERY == 0 and done < len(ids):
@@ -205,7 +209,7 @@ remain open (listed with the reason), 2 on a usage error.
     def _summary(
         self,
         ids: list[int],
-        tally: Counter,
+        tally: Counter[str],
         still_open: list[tuple[Bet, str]],
         void_ids: list[int],
     ) -> None:

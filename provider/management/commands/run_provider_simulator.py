@@ -162,7 +162,7 @@ class Command(BaseCommand):
         in a background job); answers the handlers to restore."""
         if threading.current_thread() is not threading.main_thread():
             return {}  # only the main thread can handle signals
-        previous = {}
+        previous: dict[int, Any] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             current = signal.getsignal(signum)
             if signum == signal.SIGINT and current == signal.SIG_IGN:
