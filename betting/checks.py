@@ -178,10 +178,10 @@ def _bet_problems(bet: dict[str, Any]) -> list[tuple[BetCheck, str]]:
         if place + win + loss:
             problem("ledger entries, though a failed bet moved no money")
     elif status == Bet.Status.VOID:
+        # A void bet's stake is booked when the provider took it, whatever the
+        # mode: by the balance (debit_on_place) or by staff who saw it there.
         if win + loss:
             problem("a result entry, though a void bet is never settled")
-        if not on_place and place:
-            problem("a bet_place entry, though debit_on_loss moves no money")
     else:  # pending or unknown
         if win + loss:
             problem("a result entry, though the bet is still open")

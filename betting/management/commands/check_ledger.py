@@ -30,8 +30,8 @@ bets (or one user, with --user). Read-only: it reports and never repairs.
                (pending not yet placed, unknown, pending in debit_on_loss)
   available    balance and balance - held are not negative
   bet_entries  each bet's entries fit its state: a completed bet has one result
-               entry and, in debit_on_place, one bet_place; failed bets and
-               debit_on_loss void bets have none; no entry type twice
+               entry and, in debit_on_place, one bet_place; failed bets have
+               none; a void bet at most its stake; no entry type twice
   open_bets    at most one open bet per user
   completed    completed bets have win_amount and completed_at
 
