@@ -43,6 +43,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	DEBUG=1 $(BIN)/mypy
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
