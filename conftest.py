@@ -1,6 +1,7 @@
 """Fixtures shared by every app's tests."""
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -108,27 +109,98 @@ def stake_mode(request, settings, provider) -> str:
     return request.param
 
 
+def _player_link(
+    user: "User", *, external_id: str, secret: str, balance: Decimal, provider
+) -> "User":
+    """Links ``user`` to the provider account ``external_id`` (opened at the
+    simulator ``provider`` with ``balance`` unless it is None) and posts ``balance``
+    as the user's initial balance."""
+    from accounts.tests.factories import ExternalApiAccountFactory
+    from wallet.tests.factories import fund
+
+    if provider is not None:
+        provider.add_account(external_id, secret, balance=balance)
+    ExternalApiAccountFactory(user=user, external_user_id=external_id, secret=secret)
+    fund(user, balance)
+    return user
+
+
 @pytest.fixture
 def make_player(provider):
     """``make_player(external_id)``: a user linked to a simulator account (unless
-    ``at_provider=False``), provider and ledger both starting at ``balance``."""
-    from decimal import Decimal
+    ``at_provider=False``), provider and ledger both starting at ``balance``;
+    ``user=`` links that user instead of a new one."""
+    from accounts.tests.factories import UserFactory
 
-    from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
-    from wallet.ledger import ledger_post
-
-    def make(external_id: str, *, balance=Decimal("100"), at_provider: bool = True):
-        user = cast("User", UserFactory())  # factory_boy's call is untyped
-        secret = f"secret-{external_id}"
-        if at_provider:
-            provider.add_account(external_id, secret, balance=balance)
-        ExternalApiAccountFactory(
-            user=user, external_user_id=external_id, secret=secret
+    def make(
+        external_id: str,
+        *,
+        balance=Decimal("100"),
+        at_provider: bool = True,
+        user: "User | None" = None,
+    ) -> "User":
+        return _player_link(
+            user if user is not None else cast("User", UserFactory()),
+            external_id=external_id,
+            secret=f"secret-{external_id}",
+            balance=balance,
+            provider=provider if at_provider else None,
         )
-        ledger_post(user_id=user.pk, entry_type="initial_balance", amount=balance)
-        return user
 
     return make
+
+
+# --- the player: ``user``, linked and funded -----------------------------------------
+# A module that needs other figures overrides the small fixtures below, never
+# ``player`` itself: ``player_balance``, ``player_external_id``, ``player_secret``,
+# and ``player_provider`` to configure the simulator first (request ``stake_mode``
+# there to run every test with a player in both stake modes) or to return None.
+
+
+@pytest.fixture
+def player_external_id() -> str:
+    return "9001"
+
+
+@pytest.fixture
+def player_secret(player_external_id) -> str:
+    return f"secret-{player_external_id}"
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return Decimal("100")
+
+
+@pytest.fixture
+def player_provider(provider):
+    """The simulator the player's account is opened at; None: the account is
+    linked in the database only, and no simulator is started for it."""
+    return provider
+
+
+@pytest.fixture
+def player(user, player_provider, player_external_id, player_secret, player_balance):
+    """``user`` (who ``auth_client`` logs in), linked to the provider account
+    ``player_external_id``, the simulator and the ledger both starting at
+    ``player_balance``."""
+    return _player_link(
+        user,
+        external_id=player_external_id,
+        secret=player_secret,
+        balance=player_balance,
+        provider=player_provider,
+    )
+
+
+@pytest.fixture
+def boss(client):
+    """A superuser named ``boss``, logged in on ``client`` (the admin's test client)."""
+    from accounts.tests.factories import UserFactory
+
+    admin_user = UserFactory(username="boss", is_staff=True, is_superuser=True)
+    client.force_login(admin_user)
+    return admin_user
 
 
 # --- Hypothesis (the property-based tests) ------------------------------------------

@@ -9,13 +9,6 @@ pytestmark = pytest.mark.django_db
 SECRET = "provider-hmac-secret-admin-check"
 
 
-@pytest.fixture
-def staff(client):
-    admin_user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(admin_user)
-    return admin_user
-
-
 def pages_of(account):
     return [
         reverse("admin:accounts_externalapiaccount_changelist"),
@@ -25,7 +18,7 @@ def pages_of(account):
     ]
 
 
-def test_admin_never_shows_the_secret_nor_its_ciphertext(client, staff):
+def test_admin_never_shows_the_secret_nor_its_ciphertext(client, boss):
     account = ExternalApiAccountFactory(secret=SECRET)
     from accounts.tests.test_encryption import raw_secret_column
 
@@ -38,7 +31,7 @@ def test_admin_never_shows_the_secret_nor_its_ciphertext(client, staff):
         assert ciphertext not in html, url
 
 
-def test_add_form_takes_the_secret_write_only_and_records_who_and_why(client, staff):
+def test_add_form_takes_the_secret_write_only_and_records_who_and_why(client, boss):
     player = UserFactory()
     url = reverse("admin:accounts_externalapiaccount_add")
     form = client.get(url).content.decode()
@@ -55,11 +48,11 @@ def test_add_form_takes_the_secret_write_only_and_records_who_and_why(client, st
     assert response.status_code == 302, response.content.decode()[:2000]
     account = ExternalApiAccount.objects.get(external_user_id="4242")
     assert account.secret == SECRET
-    assert account.created_by == staff
+    assert account.created_by == boss
     assert account.link_reason == "new player"
 
 
-def test_a_new_link_replaces_the_old_one_and_keeps_it_as_history(client, staff):
+def test_a_new_link_replaces_the_old_one_and_keeps_it_as_history(client, boss):
     old = ExternalApiAccountFactory(external_user_id="1")
     client.post(
         reverse("admin:accounts_externalapiaccount_add"),
@@ -72,7 +65,7 @@ def test_a_new_link_replaces_the_old_one_and_keeps_it_as_history(client, staff):
     )
     old.refresh_from_db()
     assert not old.is_active
-    assert old.deactivated_by == staff
+    assert old.deactivated_by == boss
     assert "moved account" in old.deactivation_reason
     assert ExternalApiAccount.objects.get(external_user_id="2", is_active=True)
 
@@ -90,7 +83,7 @@ def test_a_new_link_replaces_the_old_one_and_keeps_it_as_history(client, staff):
         "token_blacklist_blacklistedtoken",
     ],
 )
-def test_history_is_listed_but_cannot_be_added(client, staff, model):
+def test_history_is_listed_but_cannot_be_added(client, boss, model):
     app, name = (
         model.split("_", 1)
         if not model.startswith("token")
@@ -103,7 +96,7 @@ def test_history_is_listed_but_cannot_be_added(client, staff, model):
     assert client.get(reverse(f"admin:{app}_{name}_add")).status_code == 403
 
 
-def test_token_admin_does_not_show_token_text(client, staff, tokens):
+def test_token_admin_does_not_show_token_text(client, boss, tokens):
     from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
     token = OutstandingToken.objects.first()
@@ -114,33 +107,26 @@ def test_token_admin_does_not_show_token_text(client, staff, tokens):
     assert token.jti in html
 
 
-def test_every_history_change_page_renders(client, staff):
+def test_every_history_change_page_renders(client, boss):
     from datetime import timedelta
     from decimal import Decimal
 
     from django.utils import timezone
 
     from auditlog.models import ApiLog
-    from betting.models import Bet, IdempotencyKey
-    from wallet.models import Transaction, UserBalance
+    from betting.models import IdempotencyKey
+    from betting.tests.factories import BetFactory
+    from wallet.models import UserBalance
+    from wallet.tests.factories import EntryFactory
 
     account = ExternalApiAccountFactory()
-    bet = Bet.objects.create(
-        user=account.user,
-        account=account,
-        amount=Decimal("3"),
-        stake_mode="debit_on_loss",
+    entry = EntryFactory(
+        user=account.user, amount=Decimal("10"), evidence={"provider_balance": "10"}
     )
+    bet = BetFactory(account=account)
     rows = {
-        "wallet_userbalance": UserBalance.objects.create(user=account.user),
-        "wallet_transaction": Transaction.objects.create(
-            user=account.user,
-            type="initial_balance",
-            amount=Decimal("10"),
-            balance_before=Decimal("0"),
-            balance_after=Decimal("10"),
-            evidence={"provider_balance": "10"},
-        ),
+        "wallet_userbalance": UserBalance.objects.get(user=account.user),
+        "wallet_transaction": entry,
         "betting_bet": bet,
         "betting_idempotencykey": IdempotencyKey.objects.create(
             caller=f"user:{account.user_id}",

@@ -7,35 +7,32 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import timezone
 
-from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
+from accounts.tests.factories import UserFactory
 from betting import staff as staff_services
 from betting.lease import lease_try_claim
 from betting.models import Bet
 from betting.services import bet_place
+from betting.tests.factories import BetFactory
 from betting_site.errors import Forbidden, ValidationFailed
-from wallet.ledger import ledger_post
+from wallet.ledger import stake_hold
 from wallet.models import Transaction, UserBalance
+from wallet.tests.factories import EntryFactory
 
 pytestmark = pytest.mark.django_db
 
 START = Decimal("100")
-SECRET = "admin-actions-secret"
 
 
 @pytest.fixture
-def boss(client):
-    admin_user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(admin_user)
-    return admin_user
+def player_provider():
+    """The player is linked in the database only: no simulator."""
+    return None
 
 
 @pytest.fixture
-def player(user):
-    ExternalApiAccountFactory(user=user)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
-    return user
+def player_balance() -> Decimal:
+    return START
 
 
 def open_bet(
@@ -46,27 +43,18 @@ def open_bet(
     external_bet_id: str | None = None,
     needs_attention: bool = True,
 ) -> Bet:
-    """An open bet as the lifecycle leaves it, its stake held when it holds one."""
-    bet = Bet.objects.create(
-        user=player,
+    """An open bet as the lifecycle leaves it, its stake held when it holds one,
+    else booked (the provider took it)."""
+    bet = BetFactory(
         account=player.external_accounts.get(is_active=True),
-        amount=Decimal("3"),
         status=status,
         stake_mode=stake_mode,
         external_bet_id=external_bet_id,
         needs_attention=needs_attention,
         status_reason="Cannot attribute the provider balance",
     )
-    if external_bet_id is None or stake_mode == "debit_on_loss":
-        UserBalance.objects.filter(user=player).update(held=bet.amount)
-    else:
-        ledger_post(
-            user_id=player.pk,
-            entry_type="bet_place",
-            amount=-bet.amount,
-            bet_id=bet.pk,
-            description="Stake",
-        )
+    if not bet.holds_stake:
+        EntryFactory(bet=bet, type="bet_place", amount=-bet.amount, description="Stake")
     return bet
 
 
@@ -176,20 +164,14 @@ def test_void_never_books_the_stake_twice(client, boss, player):
 
 
 def test_void_refuses_a_completed_bet(client, boss, player):
-    bet = Bet.objects.create(
-        user=player,
+    bet = BetFactory(
         account=player.external_accounts.get(is_active=True),
         amount=Decimal("2"),
-        status="completed",
+        completed=True,
         win_amount=Decimal("4"),
-        completed_at=timezone.now(),
-        stake_mode="debit_on_loss",
         external_bet_id="91",
-        status_reason="",
     )
-    ledger_post(
-        user_id=player.pk, entry_type="bet_win", amount=Decimal("4"), bet_id=bet.pk
-    )
+    EntryFactory(bet=bet, type="bet_win", amount=Decimal("4"))
     before = (bet.status, bet.status_reason, wallet_of(player).balance)
 
     page = client.get(void_url(bet))
@@ -308,7 +290,7 @@ def test_adjustment_is_refused_while_a_bet_is_open(client, boss, player):
 
 
 def test_adjustment_below_the_held_stakes_is_refused(player, boss):
-    UserBalance.objects.filter(user=player).update(held=Decimal("50"))
+    stake_hold(user_id=player.pk, amount=Decimal("50"))
     with pytest.raises(ValidationFailed) as excinfo:
         staff_services.adjustment_post(
             user=player, amount=Decimal("-60"), actor=boss, reason="x"
@@ -332,12 +314,12 @@ def test_services_refuse_an_actor_without_the_permission(player):
 # --- resolution -------------------------------------------------------------------
 
 
-def test_resolve_action_completes_a_pending_bet(client, boss, user, provider, settings):
+def test_resolve_action_completes_a_pending_bet(
+    client, boss, user, provider, make_player, settings
+):
     settings.PROVIDER_STAKE_MODE = "debit_on_loss"
     provider.configure(stake_mode="debit_on_loss", win_probability=1.0)
-    provider.add_account("9001", SECRET, balance=START)
-    ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
+    make_player("9001", balance=START, user=user)
     provider.add_fault("/win", "error_after", method="POST", status=500)
     bet = bet_place(user=user, amount=3).bet
     assert bet.status == "pending"
@@ -358,13 +340,7 @@ def test_resolve_action_completes_a_pending_bet(client, boss, user, provider, se
 
 def test_bulk_resolution_reports_busy_users_and_skips_final_bets(player, boss):
     bet = open_bet(player)
-    done = Bet.objects.create(
-        user=UserFactory(),
-        account=ExternalApiAccountFactory(),
-        amount=Decimal("1"),
-        status="failed",
-        stake_mode="debit_on_loss",
-    )
+    done = BetFactory(status="failed", amount=Decimal("1"))
     assert lease_try_claim(user_id=player.pk, operation="bet_place") is not None
     summary = staff_services.bets_resolve_by_staff(bets=[bet, done], actor=boss, wait=0)
     assert summary.busy == [bet.pk]

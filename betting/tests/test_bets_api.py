@@ -3,19 +3,21 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
+from accounts.tests.factories import UserFactory
 from betting.models import Bet
-from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def player(provider, user, stake_mode):
-    provider.add_account("9101", "api-secret", balance=Decimal("50"))
-    ExternalApiAccountFactory(user=user, external_user_id="9101", secret="api-secret")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
-    return user
+def player_provider(provider, stake_mode):
+    """Every test with a player runs in both stake modes."""
+    return provider
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return Decimal("50")
 
 
 def post_bet(client, body, **headers):
@@ -73,10 +75,8 @@ def test_place_bet_without_a_linked_account_is_403(auth_client):
     assert response.json()["error"]["code"] == "ACCOUNT_NOT_LINKED"
 
 
-def test_insufficient_balance_is_400(auth_client, user, provider):
-    provider.add_account("9102", "s", balance=Decimal("2"))
-    ExternalApiAccountFactory(user=user, external_user_id="9102", secret="s")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("2"))
+def test_insufficient_balance_is_400(auth_client, user, make_player):
+    make_player("9102", balance=Decimal("2"), user=user)
     response = post_bet(auth_client, '{"amount": 3}')
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INSUFFICIENT_BALANCE"

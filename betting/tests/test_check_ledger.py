@@ -13,11 +13,13 @@ from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.checks import BetCheck, _bet_problems, ledger_check
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
+from betting.tests.factories import BetFactory
 from betting_site.errors import ApplicationError
 from betting_site.testing import run_command as run
 from wallet.checks import Check
 from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
+from wallet.tests.factories import EntryFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -214,25 +216,15 @@ def _ledger_without_provider(users: int) -> None:
     """Users with entries and settled bets, written directly (no provider)."""
     for _ in range(users):
         account = ExternalApiAccountFactory()
-        user = account.user
-        ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
+        fund(account.user, START)
         for n in range(3):
-            bet = Bet.objects.create(
-                user=user,
+            bet = BetFactory(
                 account=account,
                 amount=Decimal("2"),
-                status="completed",
-                stake_mode="debit_on_loss",
+                completed=True,
                 external_bet_id=f"{account.external_user_id}-{n}",
-                win_amount=Decimal("0"),
-                completed_at=timezone.now(),
             )
-            ledger_post(
-                user_id=user.pk,
-                entry_type="bet_loss",
-                amount=Decimal("-2"),
-                bet_id=bet.pk,
-            )
+            EntryFactory(bet=bet, type="bet_loss", amount=Decimal("-2"))
 
 
 def test_queries_do_not_grow_with_the_number_of_users():

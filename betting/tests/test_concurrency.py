@@ -18,9 +18,7 @@ import requests
 from django.db import connection, connections
 from django.test import Client
 
-from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting.models import Bet
-from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -30,16 +28,27 @@ PASSWORD = "concurrency-password-1"
 CONCURRENCY = 30
 
 
-@pytest.fixture(params=["debit_on_loss", "debit_on_place"])
-def player(request, provider, settings):
-    settings.PROVIDER_STAKE_MODE = request.param
+@pytest.fixture
+def player_provider(provider, stake_mode, settings):
+    """Every test with a player runs in both stake modes; the bets lose."""
     settings.BET_LOCK_WAIT = 10.0  # let most requests queue rather than get 409
-    provider.configure(stake_mode=request.param, win_probability=0.0)
-    provider.add_account("9301", "conc-secret", balance=Decimal("10"))
-    user = UserFactory(username=f"conc-{request.param}", password=PASSWORD)
-    ExternalApiAccountFactory(user=user, external_user_id="9301", secret="conc-secret")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("10"))
-    return user
+    provider.configure(win_probability=0.0)
+    return provider
+
+
+@pytest.fixture
+def player_external_id() -> str:
+    return "9301"
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return Decimal("10")
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
 
 
 def token_for(user) -> str:

@@ -10,23 +10,26 @@ from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
 from betting.services import bet_place
 from betting.services.settlement import bet_complete
+from betting.tests.factories import BetFactory
 from betting.tests.test_lifecycle import ledger_matches_provider
 from betting_site.errors import ValidationFailed
 from betting_site.money import MONEY_MAX
 from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
+from wallet.tests.factories import fund
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "fast-path-secret"
+
+@pytest.fixture
+def player_provider(provider, stake_mode):
+    """Every test with a player runs in both stake modes."""
+    return provider
 
 
 @pytest.fixture
-def player(provider, stake_mode, user):
-    provider.add_account("9001", SECRET, balance=Decimal("5"))
-    ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("5"))
-    return user
+def player_balance() -> Decimal:
+    return Decimal("5")
 
 
 def test_a_result_booked_twice_moves_money_once(player, provider, stake_mode):
@@ -78,12 +81,10 @@ def test_a_provider_bet_id_already_in_use_is_rolled_back_and_flagged(
 
 def test_a_win_past_the_column_range_is_refused_with_nothing_written(user):
     account = ExternalApiAccountFactory(user=user)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=MONEY_MAX - 1)
-    bet = Bet.objects.create(
-        user=user,
+    fund(user, MONEY_MAX - 1)
+    bet = BetFactory(
         account=account,
         amount=Decimal("1"),
-        status=Bet.Status.PENDING,
         stake_mode=Bet.StakeMode.DEBIT_ON_PLACE,
         external_bet_id="overflow-1",
     )

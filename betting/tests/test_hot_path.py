@@ -9,11 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.lease import LeaseLost, lease_try_claim
 from betting.models import Bet, ProviderLease
-from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +23,14 @@ _NOT_COUNTED = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOI
 
 
 @pytest.fixture
-def player(provider, user, stake_mode):
-    provider.add_account("9301", "api-secret", balance=Decimal("500"))
-    ExternalApiAccountFactory(user=user, external_user_id="9301", secret="api-secret")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("500"))
-    return user
+def player_provider(provider, stake_mode):
+    """Every test with a player runs in both stake modes."""
+    return provider
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return Decimal("500")
 
 
 def _bet(client, key: str):

@@ -2,20 +2,22 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import ExternalApiAccountFactory
 from betting.idempotency import canonical_hash
 from betting.models import Bet, IdempotencyKey
-from wallet.ledger import ledger_post
+from betting.tests.factories import BetFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def player(provider, user, stake_mode):
-    provider.add_account("9201", "idem-secret", balance=Decimal("50"))
-    ExternalApiAccountFactory(user=user, external_user_id="9201", secret="idem-secret")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
-    return user
+def player_provider(provider, stake_mode):
+    """Every test with a player runs in both stake modes."""
+    return provider
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return Decimal("50")
 
 
 def post(client, body, key):
@@ -113,12 +115,7 @@ def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, use
 
     from django.utils import timezone
 
-    bet = Bet.objects.create(
-        user=user,
-        account=user.external_accounts.get(),
-        amount=Decimal("3"),
-        stake_mode="debit_on_loss",
-    )
+    bet = BetFactory(account=user.external_accounts.get())
     IdempotencyKey.objects.create(
         caller=f"user:{user.pk}",
         user=user,

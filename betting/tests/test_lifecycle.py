@@ -4,26 +4,27 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve
 from betting.tests.crashes import bet_left_at, crash_at
 from betting_site.errors import ApplicationError
-from wallet.ledger import ledger_post
+from wallet.ledger import stake_hold
 from wallet.models import Transaction, UserBalance
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "lifecycle-secret"
 START = Decimal("100")
 
 
 @pytest.fixture
-def player(provider, stake_mode, user):
-    provider.add_account("9001", SECRET, balance=START)
-    ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
-    return user
+def player_provider(provider, stake_mode):
+    """Every test with a player runs in both stake modes."""
+    return provider
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return START
 
 
 def ledger_matches_provider(user, provider) -> None:
@@ -166,7 +167,7 @@ def test_interrupted_before_sending_becomes_unknown_once_the_lease_expired(
 
 
 def test_insufficient_available_balance_is_refused_before_sending(player, provider):
-    UserBalance.objects.filter(user=player).update(held=START - 2)
+    stake_hold(user_id=player.pk, amount=START - 2)
     with pytest.raises(ApplicationError) as excinfo:
         bet_place(user=player, amount=3)
     assert excinfo.value.code == "INSUFFICIENT_BALANCE"

@@ -75,8 +75,8 @@ from provider.simulator import ProviderSimulator
 from provider.simulator.server import API_PREFIX, SimulatorRequestHandler
 from provider.testing import ScriptedTransport
 from provider.transport import default_transport, transport_installed
-from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
+from wallet.tests.factories import fund
 
 pytestmark = pytest.mark.django_db
 
@@ -316,7 +316,7 @@ class BetMachine(RuleBasedStateMachine):
             ExternalApiAccountFactory(
                 user=user, external_user_id=external_id, secret=secret
             )
-            ledger_post(user_id=user.pk, entry_type="initial_balance", amount=balance)
+            fund(user, balance)
             self.players.append((user, external_id))
             self.initial[user.pk] = balance
             self.adjusted[user.pk] = ZERO
@@ -659,7 +659,7 @@ def test_a_staff_adjustment_past_what_the_balance_column_holds_is_refused():
     balance that no query could read back."""
     user = User.objects.create(username="rich")
     staff = User.objects.create(username="boss", is_staff=True, is_superuser=True)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("100"))
+    fund(user, Decimal("100"))
     with pytest.raises(ApplicationError) as excinfo:
         adjustment_post(
             user=user, amount=Decimal("999999999999.99"), actor=staff, reason="typo"

@@ -11,25 +11,18 @@ from django.urls import reverse
 from accounts.tests.factories import UserFactory
 from betting.admin import balances as wallet_admin
 from betting.lease import lease_try_claim
-from betting.models import Bet
 from betting.reconciliation import ReconcileStatus
 from betting.staff import balances_reconcile_by_staff
+from betting.tests.factories import BetFactory
 from betting_site.errors import Forbidden
-from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
+from wallet.tests.factories import fund
 
 pytestmark = pytest.mark.django_db
 
 START = Decimal("100")
 BALANCES = reverse("admin:wallet_userbalance_changelist")
 USERS = reverse("admin:accounts_user_changelist")
-
-
-@pytest.fixture
-def boss(client):
-    user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
 
 
 def wallet_of(user) -> UserBalance:
@@ -53,16 +46,14 @@ def test_reconcile_books_drift_with_the_staff_member_and_reports_every_account(
     in_sync = make_player("8002")
     busy_with_a_bet = make_player("8003")
     unlinked = UserFactory(username="unlinked")
-    ledger_post(user_id=unlinked.pk, entry_type="initial_balance", amount=START)
+    fund(unlinked, START)
     unknown_at_provider = make_player("8004", at_provider=False)
     provider.set_balance("8001", Decimal("107.50"))
     provider.set_balance("8003", START + 1)
-    open_bet = Bet.objects.create(
-        user=busy_with_a_bet,
+    open_bet = BetFactory(
         account=busy_with_a_bet.external_accounts.get(),
         amount=Decimal("1"),
-        status="unknown",
-        stake_mode="debit_on_loss",
+        unknown=True,
     )
 
     found = run_action(

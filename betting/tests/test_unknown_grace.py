@@ -14,30 +14,30 @@ import pytest
 from django.core.management import call_command
 from django.db.models import F
 
-from accounts.tests.factories import ExternalApiAccountFactory, UserFactory
 from betting import staff as staff_services
 from betting.models import Bet
 from betting.services import bet_place, bet_resolve, unknown_grace_left
 from betting.tests.crashes import bet_left_at
 from betting.tests.test_lifecycle import ledger_matches_provider
 from betting_site.errors import ApplicationError
-from wallet.ledger import ledger_post
 from wallet.models import Transaction, UserBalance
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "grace-secret"
 START = Decimal("100")
 GRACE = 30.0
 
 
 @pytest.fixture
-def player(provider, settings, user):
+def player_provider(provider, settings):
+    """The tests with a player run with the grace (the provider fixture sets none)."""
     settings.BET_UNKNOWN_GRACE = GRACE
-    provider.add_account("9001", SECRET, balance=START)
-    ExternalApiAccountFactory(user=user, external_user_id="9001", secret=SECRET)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
-    return user
+    return provider
+
+
+@pytest.fixture
+def player_balance() -> Decimal:
+    return START
 
 
 @pytest.fixture
@@ -192,9 +192,8 @@ def test_settle_pending_waits_once_for_crashed_placements(
 
 
 def test_the_admin_resolve_summary_says_when_a_bet_will_be_decided(
-    player, provider, settings, on_place
+    player, provider, settings, on_place, boss
 ):
-    boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
     _late_post_bet(provider, settings)
     bet = bet_place(user=player, amount=3).bet
     summary = staff_services.bets_resolve_by_staff(bets=[bet], actor=boss, wait=0)

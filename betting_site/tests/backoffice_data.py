@@ -9,8 +9,9 @@ from accounts.models import User
 from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.models import Bet
-from wallet.ledger import ledger_post
+from betting.tests.factories import BetFactory
 from wallet.models import UserBalance
+from wallet.tests.factories import fund
 
 START = Decimal("100")
 
@@ -33,7 +34,7 @@ def player(username: str) -> User:
     # No usable password: players never log in here, and hashing one is slow.
     user = User.objects.create_user(username=username, email=f"{username}@x.test")
     ExternalApiAccountFactory(user=user)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=START)
+    fund(user, START)
     return user
 
 
@@ -47,14 +48,13 @@ def bet(
     completed_at: datetime | None = None,
     external_bet_id: str | None = None,
 ) -> Bet:
-    row = Bet.objects.create(
-        user=user,
+    # An open bet holds its stake (carol's and dave's); no entries are posted.
+    row = BetFactory(
         account=user.external_accounts.get(is_active=True),
         amount=Decimal(amount),
         status=status,
         win_amount=None if win is None else Decimal(win),
         completed_at=completed_at,
-        stake_mode="debit_on_loss",
         external_bet_id=external_bet_id,
     )
     Bet.objects.filter(pk=row.pk).update(created_at=created_at)

@@ -8,7 +8,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.tests.factories import UserFactory
 from betting.lease import lease_try_claim
 from betting.staff import adjustment_post
 from betting_site.tests.backoffice_data import make_backoffice_data
@@ -16,13 +15,6 @@ from betting_site.tests.backoffice_data import make_backoffice_data
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 5, 10, 14, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def boss(client):
-    user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ def data():
     return make_backoffice_data(NOW)
 
 
-@pytest.fixture
-def boss(client):
-    user = UserFactory(username="boss", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def test_figures_count_today_settled_open_and_discrepant_balances(data):
     figures = dashboard_figures(now=NOW)
 

@@ -18,11 +18,11 @@ from accounts.tests.factories import ExternalApiAccountFactory
 from auditlog.models import ApiLog
 from betting.models import Bet
 from betting.services.transitions import bet_fail
+from betting.tests.factories import BetFactory
 from provider.breaker import CircuitBreaker
 from provider.client import ProviderClient
 from provider.exceptions import ProviderUnreachable
-from wallet.ledger import ledger_post
-from wallet.models import UserBalance
+from wallet.tests.factories import EntryFactory, fund
 
 pytestmark = pytest.mark.django_db
 
@@ -87,13 +87,8 @@ def delta(before: dict, after: dict) -> dict:
 
 
 @pytest.fixture
-def player(provider, user):
-    provider.add_account("9301", "metrics-secret", balance=Decimal("50"))
-    ExternalApiAccountFactory(
-        user=user, external_user_id="9301", secret="metrics-secret"
-    )
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("50"))
-    return user
+def player_balance() -> Decimal:
+    return Decimal("50")
 
 
 def place(auth_client, capture, amount: int = 3):
@@ -187,15 +182,8 @@ def test_an_unknown_outcome_counts_unknown_and_an_outcome_unknown_request(
 def test_a_rolled_back_transition_is_not_counted(
     user, django_capture_on_commit_callbacks
 ):
-    account = ExternalApiAccountFactory(user=user)
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("10"))
-    bet = Bet.objects.create(
-        user=user,
-        account=account,
-        amount=Decimal("2"),
-        status=Bet.Status.PENDING,
-        stake_mode=Bet.StakeMode.DEBIT_ON_LOSS,
-    )
+    fund(user, 10)
+    bet = BetFactory(account=ExternalApiAccountFactory(user=user), amount=Decimal("2"))
     failed = bets("failed")
 
     def fail_then_roll_back() -> None:
@@ -257,15 +245,8 @@ def test_breaker_state_gauge_follows_the_shared_breaker(client, provider, settin
 
 
 def open_bet(status: str, **fields) -> Bet:
-    account = ExternalApiAccountFactory()
-    return Bet.objects.create(
-        user=account.user,
-        account=account,
-        amount=Decimal("1"),
-        status=status,
-        stake_mode=Bet.StakeMode.DEBIT_ON_LOSS,
-        **fields,
-    )
+    """A bet of a player with no balance: no stake held (the gauge counts rows)."""
+    return BetFactory(status=status, amount=Decimal("1"), hold=False, **fields)
 
 
 def test_open_bets_gauge_counts_pending_and_unknown_rows(client):
@@ -286,10 +267,10 @@ def balance(external: str | None, ledger: str = "10", *, active: bool = True):
     account = ExternalApiAccountFactory(
         is_active=active, deactivated_at=None if active else timezone.now()
     )
-    UserBalance.objects.create(
+    EntryFactory(
         user=account.user,
-        balance=Decimal(ledger),
-        external_balance=None if external is None else Decimal(external),
+        amount=Decimal(ledger),
+        provider_balance=None if external is None else Decimal(external),
     )
     return account
 
@@ -300,13 +281,7 @@ def test_discrepancy_gauge_counts_drift_as_reconcile_would(client):
     balance(None)  # never read
     balance("15", active=False)  # no active provider account: reconcile skips it
     busy = balance("13")  # an open bet: its balance is in motion, not drifting
-    Bet.objects.create(
-        user=busy.user,
-        account=busy,
-        amount=Decimal("3"),
-        status=Bet.Status.PENDING,
-        stake_mode=Bet.StakeMode.DEBIT_ON_LOSS,
-    )
+    BetFactory(account=busy)
     assert value(scrape(client), "betting_balance_discrepancies") == 1
 
 

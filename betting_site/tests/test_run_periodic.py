@@ -5,18 +5,14 @@ import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
-from accounts.tests.factories import ExternalApiAccountFactory
 from betting.models import Bet
 from betting.services import bet_place
-from wallet.ledger import ledger_post
 
 pytestmark = pytest.mark.django_db
 
 
-def test_once_runs_every_task_and_settles_open_bets(provider, user):
-    provider.add_account("9401", "periodic", balance=Decimal("20"))
-    ExternalApiAccountFactory(user=user, external_user_id="9401", secret="periodic")
-    ledger_post(user_id=user.pk, entry_type="initial_balance", amount=Decimal("20"))
+def test_once_runs_every_task_and_settles_open_bets(provider, make_player):
+    user = make_player("9401", balance=Decimal("20"))
     provider.add_fault("/win", "error_after", method="POST", status=500)
     bet = bet_place(user=user, amount=2).bet
     assert bet.status == "pending"
@@ -30,12 +26,11 @@ def test_once_runs_every_task_and_settles_open_bets(provider, user):
     assert cache.get("run_periodic:lock") is None
 
 
-def test_a_failing_task_is_reported_and_the_others_still_run(provider, user, settings):
-    provider.add_account("9402", "periodic", balance=Decimal("20"))
-    ExternalApiAccountFactory(user=user, external_user_id="9402", secret="periodic")
-    ledger_post(
-        user_id=user.pk, entry_type="initial_balance", amount=Decimal("10")
-    )  # drift
+def test_a_failing_task_is_reported_and_the_others_still_run(
+    provider, make_player, settings
+):
+    make_player("9402", balance=Decimal("10"))
+    provider.set_balance("9402", Decimal("20"))  # drift
     out = io.StringIO()
     with pytest.raises(CommandError, match="1 task"):
         call_command("run_periodic", "--once", stdout=out, stderr=io.StringIO())

@@ -32,6 +32,7 @@ from accounts.models import User
 from accounts.tests.factories import ExternalApiAccountFactory
 from betting.checks import BetCheck, ledger_check
 from betting.models import Bet
+from betting.tests.factories import BetFactory
 from betting_site.errors import ApplicationError
 from betting_site.money import CENT, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, ZERO
 from wallet.ledger import ledger_post
@@ -173,8 +174,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _placeholder_bet(self, user) -> Bet:
         """A bet row for a bet entry to point at (the ledger does not look at it;
         the bet machine in betting/tests checks the bet bookkeeping)."""
-        return Bet.objects.create(
-            user=user,
+        return BetFactory(
             account=self.accounts[user.pk],
             amount=Decimal(1),
             status=Bet.Status.VOID,
