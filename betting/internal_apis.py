@@ -10,7 +10,6 @@ provider's status and body in ``error.details``, unreachable is 503 with
 """
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.http import HttpResponse
@@ -31,6 +30,7 @@ from betting.onboarding import OnboardResult, account_onboard
 from betting.serializers import BetSerializer
 from betting.services import bet_place, bet_settle_by_external_id
 from betting.wire import bet_as_dict
+from betting_site.api.fields import MoneyField, money_field
 from betting_site.api.schema import (
     AUTHED,
     BODY,
@@ -45,51 +45,9 @@ from betting_site.api.schema import (
     idempotent_headers,
 )
 from betting_site.errors import ApplicationError, NotFound
-from betting_site.money import (
-    MONEY_DECIMAL_PLACES,
-    MONEY_MAX_DIGITS,
-    MoneyInvalid,
-    money_parse,
-)
 from provider.client import ProviderClient
 from provider.permissions import INTERNAL_AUTHENTICATION, INTERNAL_PERMISSIONS
 from provider.types import ProviderResult
-
-_MONEY_LIMIT = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
-# money_parse's rules, in this field's (DRF's) words.
-_MONEY_ERRORS = {"places": "max_places", "too_large": "too_large"}
-
-
-class MoneyField(serializers.Field[Decimal, Any, Decimal, Any]):
-    """A JSON number with at most two decimal places, as an exact ``Decimal``.
-
-    The project's JSON parser gives ``int`` or ``Decimal``; strings, booleans and
-    floats are refused, never coerced.
-    """
-
-    default_error_messages = {
-        "invalid": "A JSON number is required.",
-        "max_places": "Ensure that there are no more than 2 decimal places.",
-        "too_large": "Ensure this value is less than {limit}.",
-        "not_positive": "Ensure this value is greater than 0.",
-        "negative": "Ensure this value is greater than or equal to 0.",
-    }
-
-    def __init__(self, *, allow_zero: bool = False, **kwargs: Any) -> None:
-        self.allow_zero = allow_zero
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        try:
-            amount = money_parse(data)
-        except MoneyInvalid as exc:
-            self.fail(_MONEY_ERRORS.get(exc.code, "invalid"), limit=_MONEY_LIMIT)
-        if amount < 0 or (amount == 0 and not self.allow_zero):
-            self.fail("negative" if self.allow_zero else "not_positive")
-        return amount
-
-    def to_representation(self, value: Decimal) -> Decimal:
-        return value
 
 
 class UserIdSerializer(serializers.Serializer[Any]):
@@ -335,10 +293,7 @@ class ProviderBalanceApi(InternalApi):
             name="InternalBalanceRequest",
             fields={
                 "user_id": serializers.CharField(max_length=64),
-                "balance": serializers.DecimalField(
-                    max_digits=MONEY_MAX_DIGITS,
-                    decimal_places=MONEY_DECIMAL_PLACES,
-                    coerce_to_string=False,
+                "balance": money_field(
                     required=False,
                     help_text="The initial balance (a JSON number, > 0); omitted "
                     "to read the balance.",
@@ -397,10 +352,7 @@ class ProviderBalanceCheckApi(InternalApi):
             name="InternalCheckBalanceRequest",
             fields={
                 "user_id": serializers.CharField(max_length=64),
-                "expected_balance": serializers.DecimalField(
-                    max_digits=MONEY_MAX_DIGITS,
-                    decimal_places=MONEY_DECIMAL_PLACES,
-                    coerce_to_string=False,
+                "expected_balance": money_field(
                     help_text="A JSON number, >= 0.",
                 ),
             },
