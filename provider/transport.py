@@ -13,10 +13,13 @@ Choosing the transport (the one documented way; nothing else is patched):
   every thread of the process, for the duration of the block (tests, and code
   paths that build their clients themselves, such as the bet services and the
   management commands);
-- otherwise ``default_transport()``: one process-wide ``RequestsTransport``.
+- otherwise ``default_transport()``: one process-wide ``Urllib3Transport``.
 
-``provider.testing.ScriptedTransport`` is the tests' fake: scripted answers and
-failures, recorded calls, and optionally passing requests on to a real transport.
+``Urllib3Transport`` is the production transport: against the simulator on this
+machine a signed call costs 0.31 ms of client CPU through it and 0.57 ms through
+``RequestsTransport`` (2026-12-03, ``python -m bench.transport_ab``: three rounds of
+2000 calls each). ``RequestsTransport`` stays as the reference the error mapping
+was first written for, tested the same way.
 """
 
 import threading
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
@@ -243,9 +247,81 @@ def never_connected(exc: BaseException) -> bool:
     return False
 
 
+# --- the lean transport: urllib3 directly ------------------------------------------
+
+
+class Urllib3Transport:
+    """urllib3's connection pools used directly: keep-alive, thread-safe, no
+    retries and no redirects, without requests' session machinery (cookies,
+    hooks, adapters, environment lookups), which cost more CPU per call than the
+    call itself on a fast provider."""
+
+    def __init__(self, *, maxsize: int = 8) -> None:
+        self._pools = urllib3.PoolManager(
+            num_pools=8, maxsize=maxsize, block=False, retries=False
+        )
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+    ) -> TransportResponse:
+        try:
+            response = self._pools.request(
+                method,
+                url,
+                body=body or None,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                retries=False,
+                redirect=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransportError(
+                _urllib3_reason(exc),
+                # Connecting timed out or failed (NewConnectionError and name
+                # resolution subclass ConnectTimeoutError): nothing was written.
+                # A read timeout, a reset or a close may come after the write.
+                sent=not isinstance(exc, urllib3.exceptions.ConnectTimeoutError),
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        return TransportResponse(
+            status=response.status,
+            headers=Headers(response.headers.items()),
+            content=response.data,
+            encoding=_charset(response.headers.get("Content-Type")),
+        )
+
+
+def _urllib3_reason(exc: urllib3.exceptions.HTTPError) -> str:
+    """The same short names as ``RequestsTransport`` gives."""
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "connection error"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "connect timeout"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "read timeout"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return "connection error"
+    return type(exc).__name__
+
+
+def _charset(content_type: str | None) -> str | None:
+    for part in (content_type or "").split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            return value.strip('"')
+    return None
+
+
 # --- choosing the transport ----------------------------------------------------------
 
-_production = RequestsTransport()
+_production: Transport = Urllib3Transport()
 _installed: Transport = _production
 _installed_lock = threading.Lock()
 

@@ -3,6 +3,7 @@ the project's types; this file alone may use requests, urllib3 and ``responses``
 since it tests that adapter), choosing the transport, and the tests' fake."""
 
 import http.client
+import http.server
 import socket
 import threading
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from provider.transport import (
     RequestsTransport,
     TransportError,
     TransportResponse,
+    Urllib3Transport,
     default_transport,
     never_connected,
     transport_installed,
@@ -238,27 +240,35 @@ class _OneShot:
         self.sock.close()
 
 
+BOTH = pytest.mark.parametrize(
+    "transport_type", [RequestsTransport, Urllib3Transport], ids=["requests", "urllib3"]
+)
+
+
+@BOTH
 class TestRealSockets:
-    def test_refused_connection_was_never_sent(self):
+    def test_refused_connection_was_never_sent(self, transport_type):
         url = f"http://127.0.0.1:{_free_port()}/api/bet"
         with pytest.raises(TransportError) as caught:
-            send(RequestsTransport(), url)
+            send(transport_type(), url)
         assert (caught.value.reason, caught.value.sent) == ("connection error", False)
 
-    def test_connection_closed_after_the_request_may_have_been_sent(self):
+    def test_connection_closed_after_the_request_may_have_been_sent(
+        self, transport_type
+    ):
         server = _OneShot()
         try:
             with pytest.raises(TransportError) as caught:
-                send(RequestsTransport(), server.url)
+                send(transport_type(), server.url)
         finally:
             server.close()
         assert (caught.value.reason, caught.value.sent) == ("connection error", True)
 
-    def test_read_timeout_may_have_been_sent(self):
+    def test_read_timeout_may_have_been_sent(self, transport_type):
         server = _OneShot(hang=3)
         try:
             with pytest.raises(TransportError) as caught:
-                RequestsTransport().send(
+                transport_type().send(
                     "POST", server.url, body=b"{}", headers={}, timeout=(1, 0.2)
                 )
         finally:
@@ -270,8 +280,8 @@ class TestRealSockets:
 
 
 class TestChoosing:
-    def test_the_default_is_requests(self):
-        assert isinstance(default_transport(), RequestsTransport)
+    def test_the_default_is_urllib3(self):
+        assert isinstance(default_transport(), Urllib3Transport)
 
     def test_installed_transports_nest_and_come_back(self):
         production = default_transport()
@@ -390,3 +400,72 @@ class TestScriptedTransport:
         with pytest.raises(TransportError, match="read timeout"):
             fake_send(fake, url="http://provider.test/api/win")
         assert real.paths() == ["/api/bet", "/api/win"]
+
+
+# --- urllib3: answers from a real server ------------------------------------------
+
+
+class _Answering(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        received = self.rfile.read(length)
+        if self.path.endswith("/moved"):
+            self.send_response(302)
+            self.send_header("Location", "/api/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = "ok é ".encode("latin-1") + received
+        self.send_response(201)
+        self.send_header("Content-Type", "text/plain; charset=latin-1")
+        self.send_header("X-Seen-Signature", self.headers.get("x-signature", ""))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    _Answering.peers = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class TestUrllib3Answers:
+    def test_status_headers_body_and_charset(self, answering):
+        response = Urllib3Transport().send(
+            "POST",
+            answering + "/api/bet",
+            body=b'{"bet":1}',
+            headers={"x-signature": "abc", "Content-Type": "application/json"},
+            timeout=TIMEOUT,
+        )
+        assert response.status == 201
+        assert response.headers["x-seen-SIGNATURE"] == "abc"
+        assert response.content == "ok é ".encode("latin-1") + b'{"bet":1}'
+        assert response.text == 'ok é {"bet":1}'
+
+    def test_redirects_are_not_followed(self, answering):
+        response = Urllib3Transport().send(
+            "POST", answering + "/api/moved", body=None, headers={}, timeout=TIMEOUT
+        )
+        assert response.status == 302
+
+    def test_keep_alive_connections_are_reused(self, answering):
+        transport = Urllib3Transport()
+        for _ in range(3):
+            transport.send(
+                "POST", answering + "/api/bet", body=b"{}", headers={}, timeout=TIMEOUT
+            )
+        pools = list(transport._pools.pools._container.values())
+        assert len(pools) == 1
+        assert pools[0].num_connections == 1
