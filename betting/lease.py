@@ -37,6 +37,7 @@ class Lease:
         self.user_id = user_id
         self.holder = holder
         self._renewed_at = time.monotonic()
+        self._released = False
 
     def renew(self, *, force: bool = False) -> None:
         """Extend the lease before a provider call; LeaseLost if it was taken.
@@ -55,9 +56,23 @@ class Lease:
         self._renewed_at = now
 
     def release(self) -> None:
+        """Free the lease (once: the holder's last write may have freed it)."""
+        if self._released:
+            return
+        self.release_in_transaction()
+        self._released = True
+
+    def release_in_transaction(self) -> None:
+        """Free the lease inside the caller's transaction, so that it goes with
+        that transaction's last write (one commit less). The caller calls
+        ``released`` once the transaction has committed; if it rolls back, the
+        lease is still held and ``release`` frees it as usual."""
         ProviderLease.objects.filter(user_id=self.user_id, holder=self.holder).update(
             holder="", expires_at=None, operation=""
         )
+
+    def released(self) -> None:
+        self._released = True
 
 
 def _expiry() -> datetime:
@@ -109,6 +124,14 @@ def provider_lease(
         if time.monotonic() >= deadline:
             raise BetInProgress(retry_after=1)
         time.sleep(_POLL_SECONDS)
+    with lease_held(lease):
+        yield lease
+
+
+@contextmanager
+def lease_held(lease: Lease) -> Iterator[Lease]:
+    """Hold a lease already claimed (``lease_try_claim``, committed) for the
+    block; released at its end unless its holder's last write released it."""
     try:
         yield lease
     finally:

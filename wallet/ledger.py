@@ -44,10 +44,11 @@ def _table() -> str:
 def hold_sql() -> str:
     """Holds a stake when the available balance covers it, locking the row: one
     ``UPDATE`` with the parameters (amount, now, user id, amount). Exposed for a
-    caller that composes it with its own rows in one statement."""
+    caller that composes it with its own rows in one statement. (The ``CAST``:
+    SQLite, for development, compares a decimal parameter as text otherwise.)"""
     return (
         f"UPDATE {_table()} SET held = held + %s, updated_at = %s "  # noqa: S608
-        "WHERE user_id = %s AND balance - held >= %s"
+        "WHERE user_id = %s AND balance - held >= CAST(%s AS NUMERIC)"
     )
 
 
@@ -63,7 +64,8 @@ def _move_sql(*, record_provider: bool) -> str:
         f"UPDATE {_table()} SET balance = balance + %s, "  # noqa: S608
         "held = CASE WHEN held < %s THEN 0 ELSE held - %s END, "
         f"updated_at = %s{recorded} "
-        "WHERE user_id = %s AND ABS(balance + %s) <= %s RETURNING balance"
+        "WHERE user_id = %s AND ABS(balance + %s) <= CAST(%s AS NUMERIC) "
+        "RETURNING balance"
     )
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import ExternalApiAccount, User
 from betting.exceptions import BetInProgress, InsufficientBalance
-from betting.lease import provider_lease
+from betting.lease import Lease, lease_held, lease_try_claim, provider_lease
 from betting.models import Bet
 from betting.selectors import account_for_betting
 from betting.services import checkpoints
@@ -73,11 +73,16 @@ def bet_place(
     links itself to it there, in the same insert).
     """
     stake = bet_amount_validate(amount)
+    opened = _bet_open_with_lease(user=user, amount=stake, on_open=on_open)
+    if opened is not None:  # the usual case: one transaction, one commit
+        bet, account, lease = opened
+        with lease_held(lease):
+            return _bet_send(bet=bet, account=account, lease=lease, settle=settle)
     account = account_for_betting(user=user)
     with provider_lease(user_id=user.pk, operation="bet_place") as lease:
         client = ProviderClient(account=account)
         opening: _Opening = {"user": user, "account": account, "amount": stake}
-        try:  # the usual case: no open bet, and the database says so on insert
+        try:
             bet = _bet_open(**opening, on_open=on_open)
         except _OpenBetExists:
             open_bets_resolve(user=user, client=client, lease=lease)
@@ -87,24 +92,61 @@ def bet_place(
                 raise BetInProgress(
                     "A previous bet of this user is still open"
                 ) from None
-        checkpoints.reached("recorded")
-        try:
-            lease.renew()
-            placed = client.bet_place(stake)
-        except ProviderOutcomeUnknown as exc:
-            bet = bet_mark_unknown(bet=bet, reason=why(exc))
-            return Placed(bet=bet, provider_response=None)
-        except ProviderError as exc:  # unreachable or refused: it never took effect
-            bet = bet_fail(bet=bet, reason=why(exc))
-            raise _with_bet(exc, bet) from None
-        checkpoints.reached("placed")
-        bet = _bet_record_placed(
-            bet=bet, external_bet_id=placed.bet_id, win_next=settle
+        return _bet_send(
+            bet=bet, account=account, lease=lease, settle=settle, client=client
         )
-        checkpoints.reached("placed_recorded")
-        if settle and bet.status == Bet.Status.PENDING:
-            bet = result_fetch(bet=bet, client=client, lease=lease)
-        return Placed(bet=bet, provider_response=placed.raw_dict())
+
+
+def _bet_open_with_lease(
+    *, user: User, amount: Decimal, on_open: Callable[[Bet], None] | None
+) -> tuple[Bet, ExternalApiAccount, Lease] | None:
+    """Before POST /bet, in one transaction: the provider account, the lease
+    claimed, the stake held and the bet recorded. None when the lease is busy or
+    an open bet is in the way: everything is rolled back, the lease included, and
+    the caller takes the careful way (wait for the lease, resolve the open bet).
+    A refusal (no linked account, insufficient balance) is raised as it is."""
+    try:
+        with transaction.atomic():
+            account = account_for_betting(user=user)
+            lease = lease_try_claim(user_id=user.pk, operation="bet_place")
+            if lease is None:
+                raise _LeaseBusy
+            bet = _bet_record(
+                user=user, account=account, amount=amount, on_open=on_open
+            )
+    except (_LeaseBusy, _OpenBetExists):
+        return None
+    return bet, account, lease
+
+
+def _bet_send(
+    *,
+    bet: Bet,
+    account: ExternalApiAccount,
+    lease: Lease,
+    settle: bool,
+    client: ProviderClient | None = None,
+) -> Placed:
+    """POST /bet for the recorded bet, its answer saved, and with ``settle`` the
+    result fetched, under the lease the caller holds."""
+    client = client or ProviderClient(account=account)
+    stake = bet.amount
+    checkpoints.reached("recorded")
+    try:
+        lease.renew()
+        placed = client.bet_place(stake)
+    except ProviderOutcomeUnknown as exc:
+        bet = bet_mark_unknown(bet=bet, reason=why(exc))
+        return Placed(bet=bet, provider_response=None)
+    except ProviderError as exc:  # unreachable or refused: it never took effect
+        bet = bet_fail(bet=bet, reason=why(exc))
+        raise _with_bet(exc, bet) from None
+    checkpoints.reached("placed")
+    bet = _bet_record_placed(bet=bet, external_bet_id=placed.bet_id, win_next=settle)
+    checkpoints.reached("placed_recorded")
+    if settle and bet.status == Bet.Status.PENDING:
+        bet = result_fetch(bet=bet, client=client, lease=lease)
+    return Placed(bet=bet, provider_response=placed.raw_dict())
 
 
 def bet_amount_validate(amount: Any) -> Decimal:
@@ -124,6 +166,10 @@ class _OpenBetExists(Exception):
     """The user has an open bet: resolve it before recording a new one."""
 
 
+class _LeaseBusy(Exception):
+    """Another operation of the user holds the lease: wait for it."""
+
+
 @transaction.atomic
 def _bet_open(
     *,
@@ -132,10 +178,21 @@ def _bet_open(
     amount: Decimal,
     on_open: Callable[[Bet], None] | None = None,
 ) -> Bet:
-    """Record the bet and hold its stake, before anything is sent. Raises
-    ``_OpenBetExists`` (everything rolled back) when the user has an open bet:
-    the one-open-bet index refuses the insert, or the balance falls short while
-    an open bet may still give its stake back."""
+    """``_bet_record`` in a transaction of its own (the lease already held)."""
+    return _bet_record(user=user, account=account, amount=amount, on_open=on_open)
+
+
+def _bet_record(
+    *,
+    user: User,
+    account: ExternalApiAccount,
+    amount: Decimal,
+    on_open: Callable[[Bet], None] | None = None,
+) -> Bet:
+    """Record the bet and hold its stake, before anything is sent, in the
+    caller's transaction. Raises ``_OpenBetExists`` (the caller rolls back) when
+    the user has an open bet: the one-open-bet index refuses the insert, or the
+    balance falls short while an open bet may still give its stake back."""
     try:
         stake_hold(user_id=user.pk, amount=amount)
     except InsufficientBalance:

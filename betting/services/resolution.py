@@ -25,8 +25,7 @@ from accounts.models import User
 from betting.exceptions import BetInProgress
 from betting.lease import Lease, LeaseLost, provider_lease
 from betting.models import Bet
-from betting.services import checkpoints
-from betting.services.settlement import balance_verify, bet_complete, win_send
+from betting.services.settlement import bet_complete, result_book, win_send
 from betting.services.transitions import (
     bet_fail,
     bet_flag,
@@ -178,10 +177,7 @@ def _resolve_pending(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
             if refusals == 2:
                 return bet_flag(bet, f"POST /win refused twice: {why(exc)}")
             continue
-        checkpoints.reached("result")
-        bet = bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
-        balance_verify(user_id=bet.user_id, client=client, lease=lease)
-        return bet
+        return result_book(bet=bet, result=result, client=client, lease=lease)
     bet.refresh_from_db()
     return bet
 

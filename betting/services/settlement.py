@@ -53,9 +53,7 @@ def bet_settle_by_external_id(
         if bet.status != Bet.Status.PENDING:
             return bet, None
         result = win_send(bet=bet, client=client, lease=lease)
-        checkpoints.reached("result")
-        bet = bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
-        balance_verify(user_id=bet.user_id, client=client, lease=lease)
+        bet = result_book(bet=bet, result=result, client=client, lease=lease, last=True)
         return bet, result.raw_dict()
 
 
@@ -68,9 +66,38 @@ def result_fetch(*, bet: Bet, client: ProviderClient, lease: Lease) -> Bet:
     except ProviderError as exc:
         bet_update(bet, status_reason=why(exc)[:500])
         return bet
+    return result_book(bet=bet, result=result, client=client, lease=lease, last=True)
+
+
+def result_book(
+    *,
+    bet: Bet,
+    result: BetResult,
+    client: ProviderClient,
+    lease: Lease,
+    last: bool = False,
+) -> Bet:
+    """``POST /win`` answered: read the provider's balance, then book the result
+    and the comparison in one transaction: the entry, the balance moved and the
+    provider's figure beside it, the bet completed, and with ``last`` (nothing
+    else follows under the lease) the lease released. A difference between the
+    two balances is then booked as an adjustment with its evidence.
+
+    The balance is read before the booking commits, not after: the result is
+    still in doubt (``result_in_doubt``) while it is read, so a crash there
+    leaves the bet for the balance to decide, as a crash before booking always
+    did."""
     checkpoints.reached("result")
-    bet = bet_complete(bet=bet, win=result.win, evidence={"win": str(result.win)})
-    balance_verify(user_id=bet.user_id, client=client, lease=lease)
+    provider_balance = _provider_balance_read(client=client, lease=lease)
+    bet, agreed = _bet_complete(
+        bet=bet,
+        win=result.win,
+        evidence={"win": str(result.win)},
+        provider_balance=provider_balance,
+        lease=lease if last else None,
+    )
+    if provider_balance is not None and not agreed:
+        _balance_compare(user_id=bet.user_id, provider_balance=provider_balance)
     return bet
 
 
@@ -102,13 +129,42 @@ def win_send(
 
 def bet_complete(*, bet: Bet, win: Decimal, evidence: dict[str, Any]) -> Bet:
     """Book the result exactly once: the ledger entry, the hold, the status."""
+    return _bet_complete(bet=bet, win=win, evidence=evidence)[0]
+
+
+def _bet_complete(
+    *,
+    bet: Bet,
+    win: Decimal,
+    evidence: dict[str, Any],
+    provider_balance: Decimal | None = None,
+    lease: Lease | None = None,
+) -> tuple[Bet, bool]:
+    """``bet_complete``, recording ``provider_balance`` in the same write and, when
+    it equals the new ledger balance, releasing ``lease`` in the same transaction.
+    Returns the bet and whether the two balances agreed."""
     win = to_money(win)
     try:
-        return _bet_complete_fast(bet=bet, win=win, evidence=evidence)
+        bet, agreed = _bet_complete_fast(
+            bet=bet,
+            win=win,
+            evidence=evidence,
+            provider_balance=provider_balance,
+            lease=lease,
+        )
     except (_NotPending, IntegrityError, DataError):
         # Settled already (its entry exists), or a refusal to explain: the
         # careful path decides under both locks.
-        return _bet_complete_careful(bet=bet, win=win, evidence=evidence)
+        bet, agreed = _bet_complete_careful(
+            bet=bet,
+            win=win,
+            evidence=evidence,
+            provider_balance=provider_balance,
+            lease=lease,
+        )
+    if agreed and lease is not None:
+        lease.released()  # its release committed with the result
+    return bet, agreed
 
 
 class _NotPending(Exception):
@@ -136,11 +192,23 @@ def _result_entry(bet: Bet, win: Decimal) -> dict[str, Any]:
 
 
 @transaction.atomic
-def _bet_complete_fast(*, bet: Bet, win: Decimal, evidence: dict[str, Any]) -> Bet:
-    """Three statements: the balance moved and locked, the bet completed only if
-    still pending (the exactly-once guard), the entry. Raises to be rolled back."""
+def _bet_complete_fast(
+    *,
+    bet: Bet,
+    win: Decimal,
+    evidence: dict[str, Any],
+    provider_balance: Decimal | None,
+    lease: Lease | None,
+) -> tuple[Bet, bool]:
+    """Three statements (four with the lease): the balance moved and locked, the
+    entry, the bet completed only if still pending (the exactly-once guard).
+    Raises to be rolled back."""
     entry = ledger_post(
-        user_id=bet.user_id, bet_id=bet.pk, evidence=evidence, **_result_entry(bet, win)
+        user_id=bet.user_id,
+        bet_id=bet.pk,
+        evidence=evidence,
+        provider_balance=provider_balance,
+        **_result_entry(bet, win),
     )
     now = timezone.now()
     completed = Bet.objects.filter(pk=bet.pk, status=Bet.Status.PENDING).update(
@@ -155,18 +223,40 @@ def _bet_complete_fast(*, bet: Bet, win: Decimal, evidence: dict[str, Any]) -> B
     bet.status, bet.win_amount, bet.completed_at = Bet.Status.COMPLETED, win, now
     bet.result_in_doubt, bet.updated_at = False, now
     _bet_completed(bet, entry)
-    return bet
+    return bet, _agreed(entry, provider_balance, lease)
+
+
+def _agreed(
+    entry: Transaction, provider_balance: Decimal | None, lease: Lease | None
+) -> bool:
+    """Whether the provider's balance equals the ledger's after ``entry``; if so
+    the lease, when given, is released in the same transaction."""
+    agreed = provider_balance is not None and entry.balance_after == provider_balance
+    if agreed and lease is not None:
+        lease.release_in_transaction()
+    return agreed
 
 
 @transaction.atomic
-def _bet_complete_careful(*, bet: Bet, win: Decimal, evidence: dict[str, Any]) -> Bet:
+def _bet_complete_careful(
+    *,
+    bet: Bet,
+    win: Decimal,
+    evidence: dict[str, Any],
+    provider_balance: Decimal | None,
+    lease: Lease | None,
+) -> tuple[Bet, bool]:
     """Under both row locks; answers an already settled bet as it is."""
     wallet_lock(user_id=bet.user_id)
     bet = Bet.objects.select_for_update().get(pk=bet.pk)
     if bet.status != Bet.Status.PENDING:
-        return bet  # settled already: money never moves twice
+        return bet, False  # settled already: money never moves twice
     entry = ledger_post(
-        user_id=bet.user_id, bet_id=bet.pk, evidence=evidence, **_result_entry(bet, win)
+        user_id=bet.user_id,
+        bet_id=bet.pk,
+        evidence=evidence,
+        provider_balance=provider_balance,
+        **_result_entry(bet, win),
     )
     bet.status = Bet.Status.COMPLETED
     bet.win_amount = win
@@ -182,7 +272,7 @@ def _bet_complete_careful(*, bet: Bet, win: Decimal, evidence: dict[str, Any]) -
         ]
     )
     _bet_completed(bet, entry)
-    return bet
+    return bet, _agreed(entry, provider_balance, lease)
 
 
 def _bet_completed(bet: Bet, entry: Transaction) -> None:
@@ -194,16 +284,21 @@ def _bet_completed(bet: Bet, entry: Transaction) -> None:
 # --- the balance check after a settlement -------------------------------------------
 
 
-def balance_verify(*, user_id: int, client: ProviderClient, lease: Lease) -> None:
-    """After a settlement, compare the ledger with the provider. A difference is
-    booked as an adjustment with its evidence, never silently overwritten."""
+def _provider_balance_read(*, client: ProviderClient, lease: Lease) -> Decimal | None:
+    """The provider's balance for the comparison after a result; None when it
+    cannot be read now (the comparison is then skipped: reconcile catches up)."""
     try:
         lease.renew()
-        provider_balance = to_money(client.balance_read().balance)
+        return to_money(client.balance_read().balance)
     except (ProviderError, LeaseLost) as exc:
         logger.info("Balance check after settlement skipped: %s", why(exc))
-        return
-    # The usual case, in one statement: the ledger agrees with the provider.
+        return None
+
+
+def _balance_compare(*, user_id: int, provider_balance: Decimal) -> None:
+    """The ledger and the provider disagree after a settlement (or the result was
+    booked before): under the balance row lock, book the difference as an
+    adjustment with its evidence when no bet is open, else record the figure."""
     if provider_balance_record(
         user_id=user_id, provider_balance=provider_balance, only_if_equal=True
     ):
