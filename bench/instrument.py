@@ -4,9 +4,11 @@
 ``BENCH_STATS_DIR`` is set. Per kind of request (``POST /api/bets``,
 ``GET /api/health/live``...) each worker counts requests, wall and thread CPU time,
 SQL statements sent through Django (the audit log's ``api_logs`` apart, and by
-statement shape), their time, transactions (``COMMIT``/``ROLLBACK``; psycopg sends
+statement shape), their time, those sent in autocommit mode (each a transaction of
+its own at PostgreSQL), transactions (``COMMIT``/``ROLLBACK``; psycopg sends
 a ``BEGIN`` before each), connection health checks (a ``SELECT 1`` sent outside
-Django's cursor), and provider calls (``requests`` sends) with their time.
+Django's cursor), and provider calls (``send`` of the transports in
+``provider.transport``, whichever HTTP library they use) with their time.
 
 Each worker writes its totals to ``BENCH_STATS_DIR/<pid>.json`` at most every
 quarter second and when it exits; the bench reads every file before and after a
@@ -22,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 _DUMP_EVERY = 0.25
 _local = threading.local()
@@ -50,6 +53,7 @@ _FIELDS = (
     "sql",
     "sql_time",
     "sql_apilog",
+    "autocommit_sql",
     "commits",
     "commit_time",
     "rollbacks",
@@ -132,6 +136,9 @@ def _sql_wrapper(execute, sql, params, many, context):
             else:
                 current["sql"] += 1
             current["shapes"][shape] += 1
+            if getattr(context.get("connection"), "autocommit", False):
+                # Outside any transaction block: PostgreSQL commits it on its own.
+                current["autocommit_sql"] += 1
 
 
 def _count(field: str) -> None:
@@ -141,14 +148,13 @@ def _count(field: str) -> None:
 
 
 def install() -> None:
-    """Hook the counters into Django's database layer and ``requests``."""
+    """Hook the counters into Django's database layer and the provider transports."""
     global _dir
     _dir = os.environ.get("BENCH_STATS_DIR") or None
     if _dir is None:
         return
     os.makedirs(_dir, exist_ok=True)
 
-    import requests
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.signals import connection_created
 
@@ -189,22 +195,51 @@ def install() -> None:
     BaseDatabaseWrapper._rollback = _rollback
     BaseDatabaseWrapper.close_if_health_check_failed = close_if_health_check_failed
 
-    original_send = requests.Session.send
+    def on_call(method: str, url: str, seconds: float) -> None:
+        current = _current()
+        if current is not None:
+            current["provider_calls"] += 1
+            current["provider_time"] += seconds
+            current["provider"][f"{method} {urlsplit(url).path}"] += 1
 
-    def send(self, request, **kwargs):
-        started = time.perf_counter()
-        try:
-            return original_send(self, request, **kwargs)
-        finally:
-            current = _current()
-            if current is not None:
-                current["provider_calls"] += 1
-                current["provider_time"] += time.perf_counter() - started
-                path = request.path_url.split("?", 1)[0]
-                current["provider"][f"{request.method} {path}"] += 1
-
-    requests.Session.send = send
+    patch_transports(on_call)
     threading.Thread(target=_flusher, name="bench-stats", daemon=True).start()
+
+
+def transport_classes() -> list[type]:
+    """The provider transports ``provider.transport`` defines (``RequestsTransport``,
+    ``Urllib3Transport``...): the one seam every provider call goes through,
+    whichever HTTP library is behind it."""
+    from provider import transport
+
+    return [
+        value
+        for name, value in vars(transport).items()
+        if isinstance(value, type)
+        and name.endswith("Transport")
+        and value.__module__ == transport.__name__
+        and value is not transport.Transport
+        and callable(getattr(value, "send", None))
+    ]
+
+
+def patch_transports(on_call) -> None:
+    """Call ``on_call(method, url, seconds)`` after every provider call sent
+    through a project transport (the call itself is unchanged)."""
+    for cls in transport_classes():
+        original = cls.send
+        if getattr(original, "_bench_patched", False):
+            continue
+
+        def send(self, method, url, *args, _original=original, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _original(self, method, url, *args, **kwargs)
+            finally:
+                on_call(method, url, time.perf_counter() - started)
+
+        send._bench_patched = True
+        cls.send = send
 
 
 def _flusher() -> None:

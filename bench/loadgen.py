@@ -93,6 +93,29 @@ def bet_action(base_url: str, *, idempotency_key: bool = True) -> Action:
     return place
 
 
+def floor_action(base_url: str) -> Action:
+    """``POST /bench/floor`` (``bench.floor``) for a provider account at the
+    simulator: the client's ``user_id`` and ``secret``, a stake of 1 to 5."""
+    url = f"{base_url}/bench/floor"
+
+    async def floor(session: aiohttp.ClientSession, client: Client) -> tuple[int, str]:
+        body = {
+            "user_id": client.user_id,
+            "secret": client.secret,
+            "amount": client.rng.randint(1, 5),
+        }
+        async with session.post(url, json=body) as response:
+            raw = await response.read()
+            if response.status == 201:
+                return 201, "floor"
+            try:
+                return response.status, str(json.loads(raw).get("error"))[:80]
+            except (ValueError, AttributeError):
+                return response.status, "not-json"
+
+    return floor
+
+
 def get_action(base_url: str, path: str, *, auth: bool = True) -> Action:
     url = f"{base_url}{path}"
 

@@ -2,6 +2,7 @@
 before and after a phase."""
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ _NUMERIC = (
     "sql",
     "sql_time",
     "sql_apilog",
+    "autocommit_sql",
     "commits",
     "commit_time",
     "rollbacks",
@@ -60,6 +62,45 @@ def postgres_backends(database: str) -> dict[int, float]:
             continue
         backends[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return backends
+
+
+class BackendSampler:
+    """Reads the CPU of the database's PostgreSQL backends every ``every`` seconds
+    from a thread while a phase runs. Django closes a connection once it is older
+    than ``CONN_MAX_AGE`` (60 s), so backends exit during a phase; a snapshot taken
+    after the phase no longer sees them, and their CPU since the snapshot before
+    would be lost. ``stop()`` answers each backend's last figure."""
+
+    def __init__(self, database: str, every: float = 0.25) -> None:
+        self.database = database
+        self.every = every
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="pg-backend-sampler", daemon=True
+        )
+
+    def start(self) -> "BackendSampler":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last.update(postgres_backends(self.database))
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict[int, float]:
+        self._stop.set()
+        self._thread.join()
+        return dict(self.last)
+
+
+def merge_backends(
+    sampled: dict[int, float], after: dict[int, float]
+) -> dict[int, float]:
+    """Each backend's CPU at the end of a phase: the snapshot's figure for those
+    still running, the last sampled one for those that exited."""
+    return {**sampled, **after}
 
 
 def snapshot(stack: Stack, *, settle: float = 0.7) -> Snapshot:
@@ -109,12 +150,17 @@ def server_figures(before: Snapshot, after: Snapshot, kind: str) -> dict[str, An
         return round(value * scale / count, digits)
 
     transactions = delta["commits"] + delta["rollbacks"]
+    # What PostgreSQL counts as committed transactions: Django's COMMITs, every
+    # statement sent in autocommit mode, and each health check's SELECT 1.
+    pg_commits = delta["commits"] + delta["autocommit_sql"] + delta["health_checks"]
     return {
         "requests": count,
         "sql_per_request": per(delta["sql"]),
         "sql_apilog_per_request": per(delta["sql_apilog"]),
         "transactions_per_request": per(transactions),
         "health_checks_per_request": per(delta["health_checks"]),
+        "autocommit_sql_per_request": per(delta["autocommit_sql"]),
+        "pg_commits_counted_per_request": per(pg_commits),
         # What PostgreSQL sees: each statement, a BEGIN and a COMMIT/ROLLBACK per
         # transaction (psycopg sends BEGIN itself), and CONN_HEALTH_CHECKS' SELECT 1.
         "db_round_trips_per_request": per(

@@ -47,8 +47,9 @@ def console_summary(result: dict[str, Any]) -> str:
     for key, value in summary.items():
         lines.append(f"  {key}: {value}")
     for target in result.get("targets", []):
+        earlier = " (earlier)" if target.get("group") == "earlier" else ""
         lines.append(
-            f"  target {target['target']} {target['goal']}: "
+            f"  target{earlier} {target['target']} {target['goal']}: "
             f"{_cell(target['measured'])} ({_met(target['met'])})"
         )
     ledger = result.get("ledger")
@@ -89,20 +90,22 @@ def bench_markdown(result: dict[str, Any]) -> str:
         "",
         f"Server: {server.get('gunicorn')}, {server.get('workers')} workers x "
         f"{server.get('threads')} threads, {server.get('stake_mode')}, "
-        f"rate limits off, DEBUG=0, LOG_LEVEL=WARNING; "
-        f"{result.get('players')} players seeded in {result.get('seed_s')} s.",
+        f"rate limits off, DEBUG=0, "
+        f"LOG_LEVEL={server.get('env', {}).get('LOG_LEVEL', '?')}; "
+        f"{result.get('players')} players seeded in {result.get('seed_s')} s. "
+        "The headline is bets at 32 clients without an Idempotency-Key; every "
+        "statement is counted, the audit log's included.",
         "",
         *_noise_warning(result),
         "## Targets",
         "",
-        _table(
-            ["target", "goal", "measured", ""],
-            [
-                [t["target"], t["goal"], t["measured"], _met(t["met"])]
-                for t in result.get("targets", [])
-            ],
-        ),
+        _targets_table(result, "issue"),
         "",
+        "Earlier targets:",
+        "",
+        _targets_table(result, "earlier"),
+        "",
+        *_commit_check_lines(result),
         "## Summary",
         "",
         _table(["figure", "value"], [[key, value] for key, value in summary.items()]),
@@ -173,7 +176,11 @@ def bench_markdown(result: dict[str, Any]) -> str:
         "Counted in each worker by `bench/instrument.py`: SQL statements sent "
         "through Django (the audit log's `api_logs` inserts apart), transactions "
         "(psycopg sends a BEGIN before each, then COMMIT), `CONN_HEALTH_CHECKS`' "
-        "`SELECT 1`, and provider calls.",
+        "`SELECT 1`, and provider calls. PG commits: the increase of "
+        "`xact_commit` in `pg_stat_database` for the bench database over the "
+        "phase, per good answer (`bench/pgstats.py`); counted: what the workers "
+        "sent that PostgreSQL commits (COMMITs, statements in autocommit mode, "
+        "health checks), per request.",
         "",
         _table(
             [
@@ -183,6 +190,8 @@ def bench_markdown(result: dict[str, Any]) -> str:
                 "transactions",
                 "health checks",
                 "DB round trips",
+                "PG commits",
+                "PG commits counted",
                 "provider calls",
                 "wall ms",
                 "thread CPU ms",
@@ -198,6 +207,8 @@ def bench_markdown(result: dict[str, Any]) -> str:
                     s.get("transactions_per_request"),
                     s.get("health_checks_per_request"),
                     s.get("db_round_trips_per_request"),
+                    p.get("postgres", {}).get("commits_per_ok"),
+                    s.get("pg_commits_counted_per_request"),
                     s.get("provider_calls_per_request"),
                     s.get("wall_ms_per_request"),
                     s.get("thread_cpu_ms_per_request"),
@@ -222,7 +233,8 @@ def bench_markdown(result: dict[str, Any]) -> str:
     if statement_phase and statement_phase["server"].get("requests"):
         server_figures = statement_phase["server"]
         out += [
-            f"Statements per bet by shape ({statement_phase['name']}):",
+            f"Statements per bet by shape ({statement_phase['name']}, "
+            "no Idempotency-Key):",
             "",
             _table(
                 ["statement", "per bet"],
@@ -236,25 +248,29 @@ def bench_markdown(result: dict[str, Any]) -> str:
             ),
             "",
         ]
-    no_key = next(
-        (p for p in result.get("phases", []) if p["target"] == "bets-no-key"), None
-    )
-    if no_key and no_key["server"].get("requests"):
-        out += [
-            f"Without Idempotency-Key ({no_key['name']}):",
-            "",
-            _table(
-                ["statement", "per bet"],
-                list(no_key["server"]["statements_per_request"].items()),
-            ),
-            "",
-        ]
-    trace = (result.get("trace") or {}).get("with_key")
+    for target, title in (
+        ("bets-key", "With Idempotency-Key"),
+        ("floor", "The floor, `POST /bench/floor`"),
+    ):
+        other = next(
+            (p for p in result.get("phases", []) if p["target"] == target), None
+        )
+        if other and other["server"].get("requests"):
+            out += [
+                f"{title} ({other['name']}):",
+                "",
+                _table(
+                    ["statement", "per request"],
+                    list(other["server"]["statements_per_request"].items()),
+                ),
+                "",
+            ]
+    trace = (result.get("trace") or {}).get("without_key")
     if trace and trace.get("events"):
         out += [
             "### One bet, statement by statement",
             "",
-            "`bench/sql_trace.py`: one `POST /api/bets` with an Idempotency-Key "
+            "`bench/sql_trace.py`: one `POST /api/bets` without an Idempotency-Key "
             "through the Django test client, in order (BEGIN/COMMIT are Django's "
             f"transaction boundaries; answer {trace.get('status')}).",
             "",
@@ -302,6 +318,32 @@ def bench_markdown(result: dict[str, Any]) -> str:
             out.append(f"- error: {result['error']}")
         out.append("")
     return "\n".join(out)
+
+
+def _targets_table(result: dict[str, Any], group: str) -> str:
+    return _table(
+        ["target", "goal", "measured", ""],
+        [
+            [t["target"], t["goal"], t["measured"], _met(t["met"])]
+            for t in result.get("targets", [])
+            if t.get("group", "issue") == group
+        ],
+    )
+
+
+def _commit_check_lines(result: dict[str, Any]) -> list[str]:
+    check = result.get("commit_counter_check") or {}
+    quiet, quick = check.get("after_quiet_wait"), check.get("after_0_6_s")
+    if not quiet:
+        return []
+    line = (
+        f"Commit counter check: {quiet['expected']} known commits on an idle open "
+        f"connection, {quiet['counted']} counted in `pg_stat_database` after "
+        f"{quiet['quiet_wait_s']} s ({'exact' if quiet['ok'] else 'NOT exact'})"
+    )
+    if quick:
+        line += f"; after {quick['quiet_wait_s']} s only {quick['counted']} were"
+    return [line + ".", ""]
 
 
 def trace_lines(events: list[dict[str, str]]) -> list[str]:

@@ -1,19 +1,28 @@
 """``make bench``: throughput, latency and cost of ``POST /api/bets``.
 
 Starts the provider simulator and the server under gunicorn (production
-``gunicorn.conf.py``) against a fresh PostgreSQL database and Redis database 14,
-rate limits off, seeds players, and drives:
+``gunicorn.conf.py`` as committed, ``LOG_LEVEL=INFO``) against a fresh PostgreSQL
+database and Redis database 14, rate limits off, seeds players, and drives:
 
 1. a short warm-up (not reported);
-2. the baseline ``GET /api/health/live`` at the bets' concurrency;
+2. the baseline ``GET /api/health/live`` at 32 clients;
 3. ``POST /api/bets`` closed loop at each concurrency level (8, 32, 64), each
    client a player of its own sending its next bet when the previous answered,
-   with an ``Idempotency-Key`` as a careful client does; and once at 32 without
-   the key, to show what idempotency costs;
+   without an ``Idempotency-Key`` (the headline is the phase at 32); and once at
+   32 with the key, to show what idempotency costs;
 4. ``POST /api/bets`` open loop at 50% and 80% of the peak measured in 3, latency
    from the intended send time;
-5. the simulator's own capacity: signed bet/win/balance cycles straight to it;
-6. with ``--profile``: a bets phase under py-spy (every gunicorn process).
+5. the floor (``bench/floor.py``): ``POST /bench/floor`` at 32 clients, the same
+   three signed provider calls as a bet and one transaction of four statements,
+   with no authentication and no ORM, on the same server;
+6. bets at 64 clients while the simulator answers every request after 50 +/- 20 ms
+   (``POST /__control/latency``), against the zero-latency peak;
+7. the simulator's own capacity: signed bet/win/balance cycles straight to it;
+8. with ``--profile``: a bets phase under py-spy (every gunicorn process).
+
+Each phase also reads the transactions PostgreSQL committed for the bench
+database (``bench/pgstats.py``: ``pg_stat_database``, read once every backend
+has flushed its counts), checked first against a known number of commits.
 
 Then ``check_ledger`` and ``reconcile`` against the bench database. Writes
 ``bench/results/bench-latest.json`` and ``.md`` (and a timestamped copy of each
@@ -27,6 +36,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -37,19 +47,53 @@ from typing import Any
 
 import psycopg
 
-from bench import loadgen, probe, report
-from bench.stack import ROOT, Stack, StackConfig
+from bench import floor, loadgen, pgstats, probe, report
+from bench.stack import PG_ADMIN_URL, ROOT, Stack, StackConfig
 
 RESULTS = ROOT / "bench" / "results"
 BET_KIND = "POST /api/bets"
 HEALTH_KIND = "GET /api/health/live"
-TARGETS = {
-    "bets_per_s_at_32": 200,
-    "p99_ms_at_50pct": 250,
-    "provider_calls_per_bet": 3,
-    "sql_per_bet": 15,
-    "ratio_to_health": 0.15,
-}
+FLOOR_KIND = floor.KIND
+FLOOR_ACCOUNTS = 32
+# The targets of the issue: (summary key, label, operator, goal).
+TARGETS = [
+    ("server_cpu_ms_per_bet", "server CPU per bet (ms)", "<=", 7),
+    ("pg_cpu_ms_per_bet", "PostgreSQL CPU per bet (ms)", "<=", 1.5),
+    (
+        "ratio_pg_cpu_bets_to_floor",
+        "PostgreSQL CPU per bet over the floor's",
+        "<=",
+        1.6,
+    ),
+    (
+        "sql_with_audit_per_bet",
+        "SQL statements per bet, the audit log included",
+        "<=",
+        6,
+    ),
+    ("commits_per_bet", "commits per bet (pg_stat_database)", "<=", 3),
+    ("ratio_bets_to_floor", "bets/s at 32 clients over floor/s", ">=", 0.7),
+    ("p99_ms_at_50pct_of_peak", "p99 latency (ms) at 50% of peak, open loop", "<", 150),
+    (
+        "ratio_latency_50ms_to_peak",
+        "bets/s at 64 clients with 50 ms provider latency over the zero-latency peak",
+        ">=",
+        0.9,
+    ),
+]
+# The targets before the issue, still reported.
+EARLIER_TARGETS = [
+    ("bets_per_s_at_32", "bets/s at 32 concurrent clients", ">=", 200),
+    (
+        "p99_ms_at_50pct_of_peak",
+        "p99 latency (ms) at 50% of peak, open loop",
+        "<=",
+        250,
+    ),
+    ("provider_calls_per_bet", "provider calls per bet", "<=", 3),
+    ("sql_per_bet", "SQL statements per bet (audit log apart)", "<=", 15),
+    ("ratio_bets_to_health", "bets/s over health-live requests/s", ">=", 0.15),
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,10 +113,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--open-loop", default="0.5,0.8", help="fractions of the peak, open loop"
     )
     parser.add_argument(
-        "--no-key-phase",
+        "--key-phase",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="a c=32 phase without Idempotency-Key",
+        help="a c=32 phase with Idempotency-Key (the others send none)",
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the floor phase (POST /bench/floor at 32 clients)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=50,
+        help="the provider latency of the latency phase (0: no such phase)",
+    )
+    parser.add_argument("--jitter-ms", type=float, default=20)
+    parser.add_argument("--latency-clients", type=int, default=64)
+    parser.add_argument(
+        "--pg-quiet-seconds",
+        type=float,
+        default=pgstats.QUIET_SECONDS,
+        help="wait this long after a phase before reading pg_stat_database "
+        "(PostgreSQL 15 flushes an idle backend's counts within 10 s)",
     )
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY (default: conf)")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: conf)")
@@ -97,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         stake_mode=args.stake_mode,
         workers=args.workers,
         threads=args.threads,
+        # As production runs: LOG_LEVEL=INFO and gunicorn.conf.py's own log level.
+        log_level="INFO",
+        gunicorn_log_level=None,
+        # bench/wsgi.py routes POST /bench/floor (bench/urls.py) only with this.
+        extra_env={"BENCH_FLOOR": "1"},
     )
     result: dict[str, Any] = {
         "kind": "bench",
@@ -108,16 +178,41 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [],
     }
     stack = Stack(config)
+    counter = pgstats.CommitCounter(
+        PG_ADMIN_URL, config.database, quiet=args.pg_quiet_seconds
+    )
     exit_code = 0
     try:
         step("Preparing the database betting_bench, Redis db 14 and migrations")
         stack.prepare()
         result["machine"]["postgres_commit_ms"] = commit_latency(stack)
+        floor_clients = floor_accounts(FLOOR_ACCOUNTS)
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            floor.create_tables(conn, [client.user_id for client in floor_clients])
+        step(
+            f"Checking the commit counter: 200 known commits, read after "
+            f"{args.pg_quiet_seconds} s (and after 0.6 s)"
+        )
+        result["commit_counter_check"] = {
+            "after_quiet_wait": pgstats.check(counter, stack.database_url),
+            "after_0_6_s": pgstats.check(
+                pgstats.CommitCounter(PG_ADMIN_URL, config.database, quiet=0.6),
+                stack.database_url,
+            ),
+        }
+        print(f"    {result['commit_counter_check']}", flush=True)
         step("Starting the simulator (:18401) and gunicorn (:18402)")
         stack.start()
         result["server"] = server_facts(stack)
         players = seed(stack, args.players, result)
-        asyncio.run(run_phases(stack, players, args, result))
+        for client in floor_clients:
+            stack.control(
+                "POST",
+                "accounts",
+                {"user_id": client.user_id, "secret": client.secret, "balance": 100000},
+            )
+        counter.touched()
+        asyncio.run(run_phases(stack, players, floor_clients, counter, args, result))
         step("check_ledger and reconcile")
         result["ledger"] = ledger_checks(stack)
         if not result["ledger"]["ok"]:
@@ -174,6 +269,20 @@ def seed(stack: Stack, count: int, result: dict[str, Any]) -> list[loadgen.Clien
             rng=random.Random(index),
         )
         for index, player in enumerate(players)
+    ]
+
+
+def floor_accounts(count: int) -> list[loadgen.Client]:
+    """Provider accounts for the floor alone: created at the simulator, linked to
+    no local user, so that the floor's bets move no seeded player's provider
+    balance away from its ledger (``reconcile`` would see drift)."""
+    return [
+        loadgen.Client(
+            user_id=f"floor{index:04d}",
+            secret=secrets.token_hex(24),
+            rng=random.Random(10_000 + index),
+        )
+        for index in range(count)
     ]
 
 
@@ -243,10 +352,11 @@ def server_facts(stack: Stack) -> dict[str, Any]:
         "database": stack.database_url,
         "redis": stack.redis_url,
         "env": {
-            key: stack.env()[key]
+            key: stack.env().get(key, "(gunicorn.conf.py default)")
             for key in (
                 "DEBUG",
                 "LOG_LEVEL",
+                "GUNICORN_LOG_LEVEL",
                 "RATE_LIMIT_GLOBAL",
                 "RATE_LIMIT_AUTH",
                 "RATE_LIMIT_BETS",
@@ -262,16 +372,23 @@ def server_facts(stack: Stack) -> dict[str, Any]:
 async def run_phases(
     stack: Stack,
     players: list[loadgen.Client],
+    floor_clients: list[loadgen.Client],
+    counter: pgstats.CommitCounter,
     args: argparse.Namespace,
     result: dict[str, Any],
 ) -> None:
     levels = [int(level) for level in args.levels.split(",") if level]
     base = stack.server_url
-    with_key = loadgen.bet_action(base, idempotency_key=True)
+    no_key = loadgen.bet_action(base, idempotency_key=False)
     session = loadgen.new_session(limit=max(len(players), 100))
     async with session:
         step("Warm-up: bets at 32 clients, 6 s (not reported)")
-        await loadgen.closed_loop(session, with_key, players[:32], 6)
+        await loadgen.closed_loop(session, no_key, players[:32], 6)
+        if args.floor:
+            await loadgen.closed_loop(
+                session, loadgen.floor_action(base), floor_clients, 2
+            )
+        counter.touched()
 
         step(f"Baseline: GET /api/health/live at 32 clients, {args.baseline_seconds} s")
         health = loadgen.get_action(base, "/api/health/live", auth=False)
@@ -294,7 +411,10 @@ async def run_phases(
         server_before = probe.snapshot(stack, settle=0.7)
         for level in levels:
             clients = players[:level]
-            step(f"Bets closed loop at {level} clients, {args.seconds} s")
+            step(
+                f"Bets closed loop at {level} clients, no Idempotency-Key, "
+                f"{args.seconds} s"
+            )
             await phase(
                 stack,
                 result,
@@ -302,31 +422,33 @@ async def run_phases(
                 target="bets",
                 kind=BET_KIND,
                 run=lambda clients=clients: loadgen.closed_loop(
-                    session, with_key, clients, args.seconds
+                    session, no_key, clients, args.seconds
                 ),
                 seconds=args.seconds,
                 warmup=args.warmup,
                 ok=bet_ok,
+                counter=counter,
                 concurrency=level,
             )
-        if args.no_key_phase:
+        if args.key_phase:
             step(
-                f"Bets closed loop at 32 clients without Idempotency-Key, "
+                f"Bets closed loop at 32 clients with Idempotency-Key, "
                 f"{args.baseline_seconds} s"
             )
-            without_key = loadgen.bet_action(base, idempotency_key=False)
+            with_key = loadgen.bet_action(base, idempotency_key=True)
             await phase(
                 stack,
                 result,
-                name="bets c=32 no key",
-                target="bets-no-key",
+                name="bets c=32 with key",
+                target="bets-key",
                 kind=BET_KIND,
                 run=lambda: loadgen.closed_loop(
-                    session, without_key, players[:32], args.baseline_seconds
+                    session, with_key, players[:32], args.baseline_seconds
                 ),
                 seconds=args.baseline_seconds,
                 warmup=min(args.warmup, 2),
                 ok=bet_ok,
+                counter=counter,
                 concurrency=32,
             )
 
@@ -347,11 +469,12 @@ async def run_phases(
                 target="bets-open",
                 kind=BET_KIND,
                 run=lambda rate=rate: loadgen.open_loop(
-                    session, with_key, players, rate, args.seconds
+                    session, no_key, players, rate, args.seconds
                 ),
                 seconds=args.seconds,
                 warmup=args.warmup,
                 ok=bet_ok,
+                counter=counter,
                 rate=rate,
                 fraction=fraction,
                 open_loop=True,
@@ -362,14 +485,67 @@ async def run_phases(
             simulator_before, simulator_after, server_before, server_after
         )
 
+        if args.floor:
+            step(
+                f"Floor: POST /bench/floor at 32 clients (3 signed provider calls, "
+                f"1 transaction of {floor.STATEMENTS} statements), {args.seconds} s"
+            )
+            await phase(
+                stack,
+                result,
+                name="floor c=32",
+                target="floor",
+                kind=FLOOR_KIND,
+                run=lambda: loadgen.closed_loop(
+                    session, loadgen.floor_action(base), floor_clients, args.seconds
+                ),
+                seconds=args.seconds,
+                warmup=args.warmup,
+                ok=bet_ok,
+                counter=counter,
+                concurrency=32,
+            )
+
+        if args.latency_ms:
+            level = args.latency_clients
+            step(
+                f"Bets closed loop at {level} clients with {args.latency_ms:g} +/- "
+                f"{args.jitter_ms:g} ms provider latency, {args.seconds} s"
+            )
+            latency = stack.control(
+                "POST",
+                "latency",
+                {"latency_ms": args.latency_ms, "jitter_ms": args.jitter_ms},
+            )
+            try:
+                await phase(
+                    stack,
+                    result,
+                    name=f"bets c={level} with {args.latency_ms:g} ms provider latency",
+                    target="bets-latency",
+                    kind=BET_KIND,
+                    run=lambda: loadgen.closed_loop(
+                        session, no_key, players[:level], args.seconds
+                    ),
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    ok=bet_ok,
+                    counter=counter,
+                    concurrency=level,
+                    provider_latency=latency,
+                )
+            finally:
+                stack.control("POST", "latency", {"latency_ms": 0})
+
         step("Trace: one bet, statement by statement (in process)")
         result["trace"] = {
-            "with_key": trace_one_bet(stack, players[-1], key=True),
             "without_key": trace_one_bet(stack, players[-1], key=False),
+            "with_key": trace_one_bet(stack, players[-1], key=True),
         }
+        counter.touched()
 
         if args.profile:
-            await profile_phase(stack, result, session, with_key, players, args)
+            await profile_phase(stack, result, session, no_key, players, args)
 
     await simulator_capacity(stack, result, args)
 
@@ -405,13 +581,28 @@ async def phase(
     seconds: float,
     warmup: float,
     ok,
+    counter: pgstats.CommitCounter | None = None,
     open_loop: bool = False,
     **facts: Any,
 ) -> dict[str, Any]:
+    """One phase: its load, the figures of its measured window, and its costs over
+    the whole phase. With ``counter``, the commits PostgreSQL counted for the bench
+    database over the phase (read once every backend has flushed them)."""
+    commits_before = counter.read() if counter else None
     before = probe.snapshot(stack)
+    sampler = probe.BackendSampler(stack.config.database).start()
     started = time.monotonic()
-    samples = await run()
-    after = probe.snapshot(stack)
+    try:
+        samples = await run()
+        after = probe.snapshot(stack)
+    finally:
+        sampled = sampler.stop()
+    exited = set(sampled) - set(after.postgres)
+    after.postgres = probe.merge_backends(sampled, after.postgres)
+    commits_after = None
+    if counter:
+        counter.touched()
+        commits_after = counter.read()
     figures = loadgen.summarize(
         samples,
         start=started + warmup,
@@ -430,17 +621,29 @@ async def phase(
         "seconds": seconds,
         "measured_after_s": warmup,
         **figures,
-        "cost": probe.cost_figures(before, after, good),
+        "cost": {
+            **probe.cost_figures(before, after, good),
+            "pg_backends_exited": len(exited),
+        },
         "server": probe.server_figures(before, after, kind),
     }
+    if counter:
+        entry["postgres"] = {
+            **(pgstats.delta(commits_after, commits_before) or {}),
+            "answered_ok": good,
+            "commits_per_ok": pgstats.per(commits_after, commits_before, good),
+        }
     result["phases"].append(entry)
     latency = figures["latency_ms"]
+    commits = entry.get("postgres", {}).get("commits_per_ok")
     print(
         f"    {figures['throughput']}/s ok, p50 {latency['p50']} ms, p99 "
         f"{latency['p99']} ms, errors {figures['error_rate']}, "
-        f"server CPU {entry['cost']['cpu_ms_per_ok']['server']} ms/ok, SQL "
+        f"server CPU {entry['cost']['cpu_ms_per_ok']['server']} ms/ok, PG CPU "
+        f"{entry['cost']['cpu_ms_per_ok']['postgres']} ms/ok, SQL "
         f"{entry['server'].get('sql_per_request')}/req, provider calls "
-        f"{entry['server'].get('provider_calls_per_request')}/req",
+        f"{entry['server'].get('provider_calls_per_request')}/req"
+        + ("" if commits is None else f", PG commits {commits}/ok"),
         flush=True,
     )
     return entry
@@ -641,6 +844,34 @@ def database_facts(stack: Stack) -> dict[str, Any]:
 # --- summary --------------------------------------------------------------------------
 
 
+def ratio(numerator: Any, denominator: Any, digits: int = 3) -> float | None:
+    """``numerator / denominator`` rounded, or None when either is missing or the
+    denominator is 0."""
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, digits)
+
+
+def target_row(
+    label: str, measured: Any, operator: str, goal: float, group: str = "issue"
+) -> dict[str, Any]:
+    """One row of a targets table: met is None when nothing was measured."""
+    met = None
+    if measured is not None:
+        met = {
+            "<=": measured <= goal,
+            "<": measured < goal,
+            ">=": measured >= goal,
+        }[operator]
+    return {
+        "target": label,
+        "goal": f"{operator} {goal}",
+        "measured": measured,
+        "met": met,
+        "group": group,
+    }
+
+
 def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     phases = result.get("phases", [])
 
@@ -652,28 +883,49 @@ def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
                 return phase_
         return None
 
+    def cpu(phase_: dict[str, Any] | None, process: str) -> float | None:
+        return None if phase_ is None else phase_["cost"]["cpu_ms_per_ok"][process]
+
+    def commits(phase_: dict[str, Any] | None) -> float | None:
+        return (
+            None if phase_ is None else phase_.get("postgres", {}).get("commits_per_ok")
+        )
+
+    def sql_all(server: dict[str, Any]) -> float | None:
+        if server.get("sql_per_request") is None:
+            return None
+        return round(
+            server["sql_per_request"] + (server.get("sql_apilog_per_request") or 0), 2
+        )
+
     bets = [p for p in phases if p["target"] == "bets"]
     peak = max(bets, key=lambda p: p["throughput"], default=None)
-    at32 = find("bets", concurrency=32)
+    at32 = find("bets", concurrency=32)  # the headline: no Idempotency-Key
     health = find("health")
     half = find("bets-open", fraction=0.5)
     simulator = find("simulator")
+    floor_phase = find("floor")
+    latency = find("bets-latency")
     summary: dict[str, Any] = {}
     if peak:
         summary["peak_bets_per_s"] = peak["throughput"]
         summary["peak_at_concurrency"] = peak.get("concurrency")
     if at32:
+        server = at32["server"]
+        summary["headline_phase"] = f"{at32['name']} (no Idempotency-Key)"
         summary["bets_per_s_at_32"] = at32["throughput"]
         summary["p99_ms_at_32"] = at32["latency_ms"]["p99"]
-        summary["provider_calls_per_bet"] = at32["server"].get(
-            "provider_calls_per_request"
+        summary["provider_calls_per_bet"] = server.get("provider_calls_per_request")
+        summary["sql_per_bet"] = server.get("sql_per_request")
+        summary["sql_apilog_per_bet"] = server.get("sql_apilog_per_request")
+        summary["sql_with_audit_per_bet"] = sql_all(server)
+        summary["db_round_trips_per_bet"] = server.get("db_round_trips_per_request")
+        summary["commits_per_bet"] = commits(at32)
+        summary["pg_commits_counted_per_bet"] = server.get(
+            "pg_commits_counted_per_request"
         )
-        summary["sql_per_bet"] = at32["server"].get("sql_per_request")
-        summary["sql_apilog_per_bet"] = at32["server"].get("sql_apilog_per_request")
-        summary["db_round_trips_per_bet"] = at32["server"].get(
-            "db_round_trips_per_request"
-        )
-        summary["server_cpu_ms_per_bet"] = at32["cost"]["cpu_ms_per_ok"]["server"]
+        summary["server_cpu_ms_per_bet"] = cpu(at32, "server")
+        summary["pg_cpu_ms_per_bet"] = cpu(at32, "postgres")
         summary["error_rate_at_32"] = at32["error_rate"]
     cores = result.get("machine", {}).get("cores") or 1
     if at32 and health:
@@ -688,75 +940,71 @@ def summarize(result: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, An
                 cores * 1000 / health_ms, 1
             )
             summary["cpu_bound_ceiling_ratio"] = round(health_ms / bet_ms, 3)
-    no_key = find("bets-no-key")
-    if no_key:
-        summary["sql_per_bet_without_key"] = no_key["server"].get("sql_per_request")
-        summary["bets_per_s_at_32_without_key"] = no_key["throughput"]
+    with_key = find("bets-key")
+    if with_key:
+        summary["bets_per_s_at_32_with_key"] = with_key["throughput"]
+        summary["sql_per_bet_with_key"] = with_key["server"].get("sql_per_request")
+        summary["sql_with_audit_per_bet_with_key"] = sql_all(with_key["server"])
+        summary["commits_per_bet_with_key"] = commits(with_key)
+        summary["server_cpu_ms_per_bet_with_key"] = cpu(with_key, "server")
     if health:
         summary["health_live_per_s"] = health["throughput"]
-        if at32 and health["throughput"]:
-            summary["ratio_bets_to_health"] = round(
-                at32["throughput"] / health["throughput"], 3
+        if at32:
+            summary["ratio_bets_to_health"] = ratio(
+                at32["throughput"], health["throughput"]
+            )
+    if floor_phase:
+        server = floor_phase["server"]
+        summary["floor_per_s"] = floor_phase["throughput"]
+        summary["p99_ms_floor"] = floor_phase["latency_ms"]["p99"]
+        summary["server_cpu_ms_per_floor"] = cpu(floor_phase, "server")
+        summary["pg_cpu_ms_per_floor"] = cpu(floor_phase, "postgres")
+        summary["commits_per_floor"] = commits(floor_phase)
+        summary["sql_per_floor"] = sql_all(server)
+        summary["db_round_trips_per_floor"] = server.get("db_round_trips_per_request")
+        summary["provider_calls_per_floor"] = server.get("provider_calls_per_request")
+        if at32:
+            summary["ratio_bets_to_floor"] = ratio(
+                at32["throughput"], floor_phase["throughput"]
+            )
+            summary["ratio_pg_cpu_bets_to_floor"] = ratio(
+                cpu(at32, "postgres"), cpu(floor_phase, "postgres"), 2
+            )
+            summary["ratio_server_cpu_bets_to_floor"] = ratio(
+                cpu(at32, "server"), cpu(floor_phase, "server"), 2
+            )
+    if latency:
+        setting = latency.get("provider_latency") or {}
+        summary["provider_latency_ms"] = (
+            f"{setting.get('latency_ms')} +/- {setting.get('jitter_ms')}"
+        )
+        summary["bets_per_s_latency_50ms_c64"] = latency["throughput"]
+        summary["p99_ms_latency_50ms_c64"] = latency["latency_ms"]["p99"]
+        if peak:
+            summary["ratio_latency_50ms_to_peak"] = ratio(
+                latency["throughput"], peak["throughput"]
             )
     if half:
         summary["p99_ms_at_50pct_of_peak"] = half["latency_ms"]["p99"]
     if simulator:
         summary["simulator_cycles_per_s"] = simulator["throughput"]
         summary["simulator_requests_per_s"] = simulator["simulator_requests_per_s"]
-        if at32 and simulator["throughput"]:
+        if at32:
             # A bet is one such cycle at the provider: how close the server comes
             # to what the provider alone can take.
-            summary["ratio_bets_to_simulator_cycles"] = round(
-                at32["throughput"] / simulator["throughput"], 3
+            summary["ratio_bets_to_simulator_cycles"] = ratio(
+                at32["throughput"], simulator["throughput"]
             )
-
-    def target(name: str, label: str, measured: Any, goal: Any, at_most: bool):
-        met = None
-        if measured is not None:
-            met = measured <= goal if at_most else measured >= goal
-        return {
-            "target": label,
-            "goal": f"{'<=' if at_most else '>='} {goal}",
-            "measured": measured,
-            "met": met,
-        }
+    check = (result.get("commit_counter_check") or {}).get("after_quiet_wait")
+    if check:
+        summary["commit_counter_verified"] = check.get("ok")
 
     targets = [
-        target(
-            "bets_per_s_at_32",
-            "bets/s at 32 concurrent clients",
-            summary.get("bets_per_s_at_32"),
-            TARGETS["bets_per_s_at_32"],
-            at_most=False,
-        ),
-        target(
-            "p99_ms_at_50pct",
-            "p99 latency (ms) at 50% of peak, open loop",
-            summary.get("p99_ms_at_50pct_of_peak"),
-            TARGETS["p99_ms_at_50pct"],
-            at_most=True,
-        ),
-        target(
-            "provider_calls_per_bet",
-            "provider calls per bet",
-            summary.get("provider_calls_per_bet"),
-            TARGETS["provider_calls_per_bet"],
-            at_most=True,
-        ),
-        target(
-            "sql_per_bet",
-            "SQL statements per bet (audit log apart)",
-            summary.get("sql_per_bet"),
-            TARGETS["sql_per_bet"],
-            at_most=True,
-        ),
-        target(
-            "ratio_to_health",
-            "bets/s over health-live requests/s",
-            summary.get("ratio_bets_to_health"),
-            TARGETS["ratio_to_health"],
-            at_most=False,
-        ),
+        target_row(label, summary.get(key), operator, goal)
+        for key, label, operator, goal in TARGETS
+    ] + [
+        target_row(label, summary.get(key), operator, goal, group="earlier")
+        for key, label, operator, goal in EARLIER_TARGETS
     ]
     return summary, targets
 

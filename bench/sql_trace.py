@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import uuid
+from urllib.parse import urlsplit
 
 import django
 
@@ -26,12 +27,11 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "betting_site.settings")
     django.setup()
 
-    import requests
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.backends.signals import connection_created
     from django.test import Client
 
-    from bench.instrument import fingerprint
+    from bench.instrument import fingerprint, patch_transports
 
     events: list[dict[str, str]] = []
 
@@ -50,7 +50,6 @@ def main() -> int:
 
     original_commit = BaseDatabaseWrapper._commit
     original_rollback = BaseDatabaseWrapper._rollback
-    original_send = requests.Session.send
     original_autocommit = BaseDatabaseWrapper.set_autocommit
 
     def set_autocommit(self, autocommit, *args, **kwargs):
@@ -66,15 +65,14 @@ def main() -> int:
         events.append({"event": "rollback", "shape": "ROLLBACK"})
         return original_rollback(self)
 
-    def send(self, request, **kwargs):
-        path = request.path_url.split("?", 1)[0]
-        events.append({"event": "provider", "shape": f"{request.method} {path}"})
-        return original_send(self, request, **kwargs)
+    def provider_call(method, url, seconds):
+        path = urlsplit(url).path
+        events.append({"event": "provider", "shape": f"{method} {path}"})
 
     BaseDatabaseWrapper.set_autocommit = set_autocommit
     BaseDatabaseWrapper._commit = commit
     BaseDatabaseWrapper._rollback = rollback
-    requests.Session.send = send
+    patch_transports(provider_call)
 
     client = Client(SERVER_NAME="127.0.0.1")
     headers = {"Authorization": f"Bearer {args.token}"}

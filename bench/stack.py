@@ -49,6 +49,13 @@ class StackConfig:
     workers: int | None = None  # None: gunicorn.conf.py's default
     threads: int | None = None
     simulator_seed: int | None = 1
+    # The simulator's answer latency (``run_provider_simulator --latency-ms``); the
+    # bench changes it at run time through ``POST /__control/latency``.
+    simulator_latency_ms: float = 0.0
+    simulator_jitter_ms: float = 0.0
+    log_level: str = "WARNING"  # the server's LOG_LEVEL
+    # GUNICORN_LOG_LEVEL; None: gunicorn.conf.py's own default ("info").
+    gunicorn_log_level: str | None = "warning"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,7 +101,8 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """The server's environment: production settings but for the stores, the
-        simulator, rate limits off and quieter logs."""
+        simulator, rate limits off and (unless the config says otherwise) quieter
+        logs."""
         env = {
             key: value
             for key, value in os.environ.items()
@@ -108,7 +116,7 @@ class Stack:
                 "ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "SECURE_SSL_REDIRECT": "0",
                 "STATIC_MANIFEST": "0",
-                "LOG_LEVEL": "WARNING",
+                "LOG_LEVEL": self.config.log_level,
                 "LOG_FORMAT": "json",
                 "DATABASE_URL": self.database_url,
                 "REDIS_URL": self.redis_url,
@@ -120,13 +128,14 @@ class Stack:
                 "RATE_LIMIT_BETS": "0",
                 "JWT_ACCESS_TTL": "3h",
                 "GUNICORN_BIND": f"127.0.0.1:{self.config.server_port}",
-                "GUNICORN_LOG_LEVEL": "warning",
                 "BENCH_STATS_DIR": str(self.stats_dir),
                 # gunicorn.conf.py's multiprocess metrics, as in production.
                 "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "prometheus"),
                 "PYTHONPATH": str(ROOT),
             }
         )
+        if self.config.gunicorn_log_level:
+            env["GUNICORN_LOG_LEVEL"] = self.config.gunicorn_log_level
         if self.config.workers:
             env["WEB_CONCURRENCY"] = str(self.config.workers)
         if self.config.threads:
@@ -181,6 +190,13 @@ class Stack:
         ]
         if self.config.simulator_seed is not None:
             command += ["--seed", str(self.config.simulator_seed)]
+        if self.config.simulator_latency_ms:
+            command += [
+                "--latency-ms",
+                str(self.config.simulator_latency_ms),
+                "--jitter-ms",
+                str(self.config.simulator_jitter_ms),
+            ]
         log = self._log("simulator")
         self.simulator = subprocess.Popen(
             command,

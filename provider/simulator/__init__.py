@@ -15,7 +15,8 @@ moving money), and a bet before the balance is set is 400 "Insufficient balance"
 Faults are injected per endpoint and method (``faults``), through
 ``ProviderSimulator.add_fault`` in-process or ``POST /__control/faults`` over HTTP.
 State lives in memory unless ``state_file`` keeps it in a JSON file across
-restarts (``persistence``).
+restarts (``persistence``). ``latency_ms`` and ``jitter_ms`` (``latency``) make
+every ``/api`` request wait as it would across a network.
 Importing this package needs no Django settings; ``manage.py
 run_provider_simulator`` wraps it.
 """

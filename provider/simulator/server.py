@@ -9,6 +9,7 @@ in one send (a buffered writer flushed once per request) on a TCP_NODELAY socket
 import contextlib
 import json
 import logging
+import random
 import socket
 import socketserver
 import sys
@@ -29,6 +30,7 @@ from provider.simulator.faults import (
     FaultRule,
     FaultTable,
 )
+from provider.simulator.latency import Latency
 from provider.simulator.persistence import StateStore
 from provider.simulator.state import (
     UNSET,
@@ -71,6 +73,7 @@ FAULT_FIELDS = (
 )
 CONFIG_FIELDS = ("stake_mode", "win_probability", "seed", "repeat_win")
 ACCOUNT_FIELDS = ("user_id", "secret", "username", "balance")
+LATENCY_FIELDS = ("latency_ms", "jitter_ms")
 
 Answer = tuple[int, dict[str, Any], list[tuple[str, str]]]
 
@@ -234,6 +237,7 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
     def _serve_api(self, path: str, body: bytes) -> None:
         method = self.command
         self.server.state.count_call(f"{method} {path}")
+        self.server.wait_latency()
         picked = self.server.faults.pick(method, path)
         kind = picked.kind if picked is not None else None
         # Only the branches of a kind read the rule: there it is never None.
@@ -344,6 +348,11 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
                 required = ("user_id", "balance")
                 server.set_balance(**_fields(data, required, required=required))
                 return 200, {"user_id": data["user_id"], "balance": data["balance"]}
+            case "GET", "latency":
+                return 200, server.latency.describe()
+            case "POST", "latency":
+                fields = _fields(data, LATENCY_FIELDS, required=("latency_ms",))
+                return 200, server.set_latency(**fields)
         message = f"No control endpoint {method} {CONTROL_PREFIX}{name}"
         return 404, {"error": "Not Found", "message": message}
 
@@ -361,6 +370,10 @@ class ProviderSimulator(ThreadingHTTPServer):
 
     With a ``state_file`` the accounts, balances, bets, bet id counter and config
     survive a restart (see ``persistence``); without one, state lives in memory.
+
+    ``latency_ms`` and ``jitter_ms`` make every ``/api`` request wait
+    ``latency_ms`` +/- a uniform ``jitter_ms`` before it is handled (see
+    ``latency``); ``set_latency`` and ``POST /__control/latency`` change them.
     """
 
     daemon_threads = True
@@ -381,13 +394,22 @@ class ProviderSimulator(ThreadingHTTPServer):
         first_bet_id: int | None = 1,
         verbose: bool = False,
         state_file: str | Path | None = None,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
     ) -> None:
         """``first_bet_id`` None starts the bet ids from the clock (milliseconds),
         so that a restarted simulator never repeats an id it gave before.
 
         ``state_file`` (None: in memory) is loaded if it exists, and kept up to date
         from then on; one that cannot be loaded raises
-        ``persistence.StateFileError`` (a ``ValueError``) naming it."""
+        ``persistence.StateFileError`` (a ``ValueError``) naming it.
+
+        An invalid ``latency_ms`` or ``jitter_ms`` raises ``ValueError``."""
+        self._initial_latency = Latency(latency_ms, jitter_ms).validated()
+        self.latency = self._initial_latency
+        self._latency_rng = random.Random(  # noqa: S311 - not for security
+            None if seed is None else f"latency:{seed}"
+        )
         config = SimulatorConfig(stake_mode, win_probability, seed, repeat_win)
         self.state = ProviderState(
             config=config,
@@ -446,6 +468,12 @@ class ProviderSimulator(ThreadingHTTPServer):
         logger.error(
             "Provider simulator: error serving %s", client_address, exc_info=error
         )
+
+    def wait_latency(self) -> None:
+        """Sleep this request's latency, if any (in its own thread, no lock held)."""
+        latency = self.latency
+        if latency.active:
+            time.sleep(latency.seconds(self._latency_rng))
 
     def count_request(self) -> None:
         with self._served_lock:
@@ -551,6 +579,13 @@ class ProviderSimulator(ThreadingHTTPServer):
         else:
             self.state.reset()
         self.faults.reseed(self.state.config.seed)
+        self.latency = self._initial_latency
+
+    def set_latency(self, latency_ms: float, jitter_ms: float = 0.0) -> dict[str, Any]:
+        """Make every ``/api`` request wait ``latency_ms`` +/- ``jitter_ms`` from now
+        on (0: answer at once); answers the setting. ``ValueError`` if invalid."""
+        self.latency = Latency(latency_ms, jitter_ms).validated()
+        return self.latency.describe()
 
     def configure(
         self,
@@ -598,5 +633,6 @@ class ProviderSimulator(ThreadingHTTPServer):
         """Configuration, accounts, bets, faults and call counts, as plain data."""
         snapshot = self.state.snapshot()
         snapshot["faults"] = self.faults.describe()
+        snapshot["latency"] = self.latency.describe()
         snapshot["requests_served"] = self.requests_served
         return snapshot

@@ -3,11 +3,13 @@
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from django.core.management import CommandError, call_command
 from provider.management.commands.run_provider_simulator import Command
 from provider.signing import sign_body, sign_bytes
 from provider.simulator import DEMO_ACCOUNTS, ProviderSimulator
+from provider.simulator.latency import Latency
 from provider.simulator.persistence import StateFileError
 
 pytestmark = pytest.mark.simulator
@@ -684,6 +687,81 @@ def test_unknown_control_endpoint_is_not_found(simulator):
     assert control(simulator, "GET", "nothing").status_code == 404
 
 
+# --- latency ------------------------------------------------------------------------
+
+
+def test_latency_delays_api_requests_without_blocking_others():
+    with ProviderSimulator("127.0.0.1", 0, seed=1, latency_ms=300) as sim:
+        fund(sim, 100)
+        durations: list[float] = []
+
+        def one() -> None:
+            started = time.monotonic()
+            assert read_balance(sim) == 100
+            durations.append(time.monotonic() - started)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        assert len(durations) == 4
+        assert min(durations) >= 0.29
+        # Four waits of 300 ms side by side, not one after the other.
+        assert elapsed < 0.9
+        started = time.monotonic()
+        assert control(sim, "GET", "state").status_code == 200
+        assert time.monotonic() - started < 0.25  # control endpoints never wait
+
+
+def test_latency_jitter_is_uniform_within_its_bounds():
+    latency = Latency(50, 20).validated()
+    rng = random.Random(7)
+    waits = [latency.seconds(rng) for _ in range(2000)]
+    assert min(waits) >= 0.030
+    assert max(waits) <= 0.070
+    assert min(waits) < 0.032
+    assert max(waits) > 0.068
+    assert sum(waits) / len(waits) == pytest.approx(0.050, abs=0.002)
+    assert Latency(40).validated().seconds(rng) == 0.040
+    assert not Latency().validated().active
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "jitter_ms"),
+    [(10, 20), (-1, 0), (True, 0), ("50", 0), (50, -5), (10**6, 0)],
+)
+def test_an_invalid_latency_is_refused(latency_ms, jitter_ms):
+    with pytest.raises(ValueError, match="_ms"):
+        Latency(latency_ms, jitter_ms).validated()
+    with pytest.raises(ValueError, match="_ms"):
+        ProviderSimulator("127.0.0.1", 0, latency_ms=latency_ms, jitter_ms=jitter_ms)
+
+
+def test_control_latency_changes_it_and_reset_restores_it():
+    with ProviderSimulator("127.0.0.1", 0, latency_ms=5, jitter_ms=1) as sim:
+        assert control(sim, "GET", "latency").json() == {
+            "latency_ms": 5,
+            "jitter_ms": 1,
+        }
+        response = control(sim, "POST", "latency", {"latency_ms": 30, "jitter_ms": 10})
+        assert response.status_code == 200
+        assert response.json() == {"latency_ms": 30, "jitter_ms": 10}
+        assert sim.snapshot()["latency"] == {"latency_ms": 30.0, "jitter_ms": 10.0}
+        bad = control(sim, "POST", "latency", {"latency_ms": 5, "jitter_ms": 10})
+        assert bad.status_code == 400
+        assert control(sim, "POST", "latency", {"jitter_ms": 1}).status_code == 400
+        assert control(sim, "POST", "latency", {"latency_ms": 0}).json() == {
+            "latency_ms": 0,
+            "jitter_ms": 0,
+        }
+        assert not sim.latency.active
+        control(sim, "POST", "reset")
+        assert sim.latency == Latency(5, 1)
+
+
 # --- management command -------------------------------------------------------------
 
 
@@ -875,6 +953,26 @@ def test_command_accepts_the_state_file_options(tmp_path):
     broken.write_text("{")
     with pytest.raises(CommandError, match=re.escape(str(broken))):
         call_command("run_provider_simulator", "--port", "0", "--state-file", broken)
+
+
+def test_command_accepts_the_latency_options():
+    parser = Command().create_parser("manage.py", "run_provider_simulator")
+    text = parser.format_help()
+    assert "--latency-ms" in text
+    assert "--jitter-ms" in text
+    options = parser.parse_args(["--latency-ms", "50", "--jitter-ms", "20"])
+    assert (options.latency_ms, options.jitter_ms) == (50.0, 20.0)
+    assert (parser.parse_args([]).latency_ms, parser.parse_args([]).jitter_ms) == (0, 0)
+    with pytest.raises(CommandError, match="jitter_ms must not exceed latency_ms"):
+        call_command(
+            "run_provider_simulator",
+            "--port",
+            "0",
+            "--latency-ms",
+            "5",
+            "--jitter-ms",
+            "9",
+        )
 
 
 def test_command_saves_the_state_file_on_sigterm(tmp_path):

@@ -88,6 +88,22 @@ class Command(BaseCommand):
             action="store_true",
             help="delete the --state-file first, to start empty",
         )
+        parser.add_argument(
+            "--latency-ms",
+            type=float,
+            default=0.0,
+            metavar="MS",
+            help="make every /api request wait this long before it is handled, as "
+            "across a network; other requests go on meanwhile (default 0)",
+        )
+        parser.add_argument(
+            "--jitter-ms",
+            type=float,
+            default=0.0,
+            metavar="MS",
+            help="vary each wait uniformly by up to this much either way, at most "
+            "--latency-ms (default 0)",
+        )
         parser.add_argument("--verbose", action="store_true", help="log every request")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -111,6 +127,8 @@ class Command(BaseCommand):
                 first_bet_id=options["first_bet_id"],
                 verbose=options["verbose"],
                 state_file=state_file,
+                latency_ms=options["latency_ms"],
+                jitter_ms=options["jitter_ms"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -131,6 +149,9 @@ class Command(BaseCommand):
             )
         else:
             kept = f"state kept in {state_file}"
+        if server.latency.active:
+            latency = server.latency
+            kept += f"; latency {latency.latency_ms:g} +/- {latency.jitter_ms:g} ms"
         self.stdout.write(
             f"Provider simulator listening on {server.base_url} "
             f"({server.state.config.stake_mode}; demo accounts {ids}; {kept}; "
