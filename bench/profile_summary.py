@@ -47,15 +47,18 @@ KINDS: list[tuple[str, tuple[str, ...]]] = [
 FEATURES: list[tuple[str, tuple[str, ...]]] = [
     ("POST /api/bets: bet_place", ("bet_place (betting/services/placement.py)",)),
     ("  resolve the previous open bet", ("open_bets_resolve (betting/",)),
-    ("  record the bet and hold the stake (_bet_open)", ("_bet_open (betting/",)),
+    (
+        "  claim the lease, hold the stake, record the bet (_bet_record)",
+        ("_bet_open_with_lease (betting/", "_bet_open (betting/"),
+    ),
     (
         "  save the provider bet id (_bet_record_placed)",
         ("_bet_record_placed (betting/",),
     ),
-    ("  book the result (bet_complete)", ("bet_complete (betting/",)),
+    ("  book the result (_bet_complete)", ("_bet_complete (betting/",)),
     (
-        "  compare balances after settlement (balance_verify)",
-        ("balance_verify (betting/",),
+        "  read the provider balance after the result (_provider_balance_read)",
+        ("_provider_balance_read (betting/",),
     ),
     ("  provider lease: claim, renew, release", ("(betting/lease.py",)),
     ("provider calls (ProviderClient._execute)", ("ProviderClient._execute (",)),
