@@ -6,7 +6,7 @@
 SQL statements sent through Django (the audit log's ``api_logs`` apart, and by
 statement shape), their time, those sent in autocommit mode (each a transaction of
 its own at PostgreSQL), transactions (``COMMIT``/``ROLLBACK``; psycopg sends
-a ``BEGIN`` before each), connection health checks (a ``SELECT 1`` sent outside
+a ``BEGIN`` before each), connection health checks (an empty query sent outside
 Django's cursor), and provider calls (``send`` of the transports in
 ``provider.transport``, whichever HTTP library they use) with their time.
 

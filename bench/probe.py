@@ -150,9 +150,10 @@ def server_figures(before: Snapshot, after: Snapshot, kind: str) -> dict[str, An
         return round(value * scale / count, digits)
 
     transactions = delta["commits"] + delta["rollbacks"]
-    # What PostgreSQL counts as committed transactions: Django's COMMITs, every
-    # statement sent in autocommit mode, and each health check's SELECT 1.
-    pg_commits = delta["commits"] + delta["autocommit_sql"] + delta["health_checks"]
+    # What PostgreSQL counts as committed transactions: Django's COMMITs and every
+    # statement sent in autocommit mode. The health check is an empty query, which
+    # PostgreSQL answers without a transaction (betting_site/postgresql/base.py).
+    pg_commits = delta["commits"] + delta["autocommit_sql"]
     return {
         "requests": count,
         "sql_per_request": per(delta["sql"]),
@@ -162,7 +163,7 @@ def server_figures(before: Snapshot, after: Snapshot, kind: str) -> dict[str, An
         "autocommit_sql_per_request": per(delta["autocommit_sql"]),
         "pg_commits_counted_per_request": per(pg_commits),
         # What PostgreSQL sees: each statement, a BEGIN and a COMMIT/ROLLBACK per
-        # transaction (psycopg sends BEGIN itself), and CONN_HEALTH_CHECKS' SELECT 1.
+        # transaction (psycopg sends BEGIN itself), and CONN_HEALTH_CHECKS' empty query.
         "db_round_trips_per_request": per(
             delta["sql"]
             + delta["sql_apilog"]
