@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from auditlog.models import ApiLog
 from auditlog.services import api_log_batch, api_log_record
 from betting_site.api.client_ip import client_ip
-from betting_site.api.envelope import is_api_path, request_id_of
+from betting_site.api.envelope import error_response, is_api_path, request_id_of
+from betting_site.last_commit import LastCommitFailed, request_last_commit
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ class InboundApiLogMiddleware:
     inside ``api_log_batch``: the rows of its provider calls and its own inbound
     row are written together, in one INSERT, when it ends (also when the view
     raises). See ``api_log_batch`` for what that trades.
+
+    Outside the batch, ``request_last_commit``: the transaction of a service's
+    last writes (a bet's result) is committed with those rows, one commit for
+    both (``betting_site.last_commit``); if that commit fails the answer is 503
+    ``SERVICE_UNAVAILABLE``, not the response that described the lost writes.
     """
 
     def __init__(self, get_response):
@@ -50,6 +56,19 @@ class InboundApiLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not is_api_path(request.path_info):
             return self.get_response(request)
+        try:
+            with request_last_commit():
+                return self._logged(request)
+        except LastCommitFailed as exc:
+            return error_response(
+                request,
+                status=exc.http_status,
+                code=exc.code,
+                message=exc.message,
+                headers=exc.headers,
+            )
+
+    def _logged(self, request: HttpRequest) -> HttpResponse:
         with api_log_batch():
             if request.method not in MUTATING_METHODS:
                 return self.get_response(request)

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from auditlog.models import ApiLog
 from auditlog.services import api_log_record
+from betting_site.last_commit import commit_before_call
 from betting_site.metrics import provider_request_record
 from betting_site.redaction import redact, redact_text
 from provider.breaker import BreakerOpen, CircuitBreaker, provider_host
@@ -240,6 +241,9 @@ class ProviderClient:
         return self._execute(call, body, parse)
 
     def _execute(self, call: Call, body: dict | None, parse: Callable[[Any], T]) -> T:
+        # Whatever this call changes at the provider, the state before it is
+        # committed first (a request's last transaction may still be open).
+        commit_before_call()
         headers = {"Accept": "application/json"}
         payload = b""
         if call.signed:

@@ -19,6 +19,7 @@ from betting.models import Bet
 from betting.services import checkpoints
 from betting.services.transitions import bet_update, why
 from betting_site.errors import ValidationFailed
+from betting_site.last_commit import last_transaction
 from betting_site.metrics import BET_LOST, BET_WON, bet_outcome_record
 from betting_site.money import ZERO, to_money
 from provider.client import ProviderClient
@@ -144,14 +145,18 @@ def _bet_complete(
     it equals the new ledger balance, releasing ``lease`` in the same transaction.
     Returns the bet and whether the two balances agreed."""
     win = to_money(win)
+    # With the lease (nothing else follows under it) the booking is the request's
+    # last transaction: the key's answer and the API log commit with it.
+    booking = last_transaction() if lease is not None else transaction.atomic()
     try:
-        bet, agreed = _bet_complete_fast(
-            bet=bet,
-            win=win,
-            evidence=evidence,
-            provider_balance=provider_balance,
-            lease=lease,
-        )
+        with booking:
+            bet, agreed = _bet_complete_fast(
+                bet=bet,
+                win=win,
+                evidence=evidence,
+                provider_balance=provider_balance,
+                lease=lease,
+            )
     except (_NotPending, IntegrityError, DataError):
         # Settled already (its entry exists), or a refusal to explain: the
         # careful path decides under both locks.
@@ -191,7 +196,6 @@ def _result_entry(bet: Bet, win: Decimal) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
 def _bet_complete_fast(
     *,
     bet: Bet,
@@ -201,8 +205,8 @@ def _bet_complete_fast(
     lease: Lease | None,
 ) -> tuple[Bet, bool]:
     """Three statements (four with the lease): the balance moved and locked, the
-    entry, the bet completed only if still pending (the exactly-once guard).
-    Raises to be rolled back."""
+    entry, the bet completed only if still pending (the exactly-once guard). In
+    the caller's transaction; raises to be rolled back."""
     entry = ledger_post(
         user_id=bet.user_id,
         bet_id=bet.pk,

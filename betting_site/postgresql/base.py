@@ -9,6 +9,7 @@ still found and replaced before the request uses it, but PostgreSQL answers it w
 ``EmptyQueryResponse`` without a transaction.
 """
 
+import psycopg
 from django.db.backends.postgresql import base
 
 
@@ -20,6 +21,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             # A psycopg cursor directly, bypassing Django's utilities, as Django's.
             with self.connection.cursor() as cursor:
                 cursor.execute("")
-        except base.Database.Error:
+        except psycopg.Error:
             return False
         return True
