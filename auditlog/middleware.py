@@ -125,7 +125,10 @@ class InboundApiLogMiddleware:
             response_body=response_body,
             status_code=response.status_code,
             duration_ms=(time.monotonic() - started) * 1000,
-            user=getattr(request, "user", None),
+            # A 401's caller was not authenticated, whatever its token said.
+            user=None
+            if response.status_code == 401
+            else getattr(request, "user", None),
             ip_address=client_ip(request),
             request_id=request_id_of(request),
         )

@@ -13,6 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import DeferredJWTAuthentication
+from accounts.callers import caller_verified
 from accounts.models import User
 from betting import selectors, services
 from betting.balances import balance_sync
@@ -42,7 +44,16 @@ from provider.client import ProviderClient
 
 
 class BetListCreateApi(APIView):
-    """``POST /api/bets`` places a bet (the full cycle); ``GET`` lists the caller's."""
+    """``POST /api/bets`` places a bet (the full cycle); ``GET`` lists the caller's.
+
+    ``POST`` checks the caller's row and session in the bet's first statement, not
+    at the door (``accounts.callers``): one commit less per bet."""
+
+    def get_authenticators(self) -> list[Any]:
+        request = getattr(self, "request", None)  # None while the schema is built
+        if request is not None and request.method == "POST":
+            return [DeferredJWTAuthentication()]
+        return super().get_authenticators()
 
     @extend_schema(
         operation_id="bets_create",
@@ -89,9 +100,14 @@ class BetListCreateApi(APIView):
         if not isinstance(request.data, dict) or "amount" not in request.data:
             raise ValidationFailed(details={"amount": ["This field is required."]})
 
+        def caller_check() -> None:
+            # A key is claimed for a caller whose session was checked.
+            request.user = caller_verified(cast(User, request.user))
+
         def place(on_open: Callable[[Bet], None] | None) -> Response:
             placed = services.bet_place(
-                # IsAuthenticated (the default permission): the caller is a user.
+                # IsAuthenticated (the default permission): the caller is a user,
+                # its session checked by bet_place's first statement.
                 user=cast(User, request.user),
                 amount=cast(dict[str, Any], request.data)["amount"],  # checked above
                 on_open=on_open,
@@ -100,7 +116,9 @@ class BetListCreateApi(APIView):
                 BetSerializer(placed.bet).data, status=status.HTTP_201_CREATED
             )
 
-        return idempotent(request, endpoint="POST /api/bets", run=place)
+        return idempotent(
+            request, endpoint="POST /api/bets", run=place, claim_with=caller_check
+        )
 
     @extend_schema(
         operation_id="bets_list",

@@ -91,11 +91,13 @@ def idempotent(
     endpoint: str,
     run: Callable[[Callable[[Bet], None] | None], HttpResponse],
     stored_statuses: tuple[int, ...] = (201,),
+    claim_with: Callable[[], None] | None = None,
 ) -> HttpResponse:
     """Run ``run`` at most once per key. ``run`` gets a callback to call with the bet
     just before it is inserted (it sets the bet's ``idempotency_key``, so the link
     costs no statement of its own), or None without a key. ``stored_statuses``:
-    the successes that mean the server acted."""
+    the successes that mean the server acted. ``claim_with`` runs first in the
+    key's claim transaction (the caller's check: one commit for both)."""
     key = request.headers.get(HEADER)
     if key is None:
         return run(None)
@@ -105,13 +107,16 @@ def idempotent(
         )
     caller = caller_of(request)
     request_hash = canonical_hash(endpoint=endpoint, body=request.data)
-    row = _claim(
-        caller=caller,
-        key=key,
-        endpoint=endpoint,
-        request_hash=request_hash,
-        user_id=request.user.pk,
-    )
+    with transaction.atomic():
+        if claim_with is not None:
+            claim_with()
+        row = _claim(
+            caller=caller,
+            key=key,
+            endpoint=endpoint,
+            request_hash=request_hash,
+            user_id=request.user.pk,
+        )
     if not row.claimed_now:
         return _answer_existing(row.record, request, bet=row.bet)
     record = row.record

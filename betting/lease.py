@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -91,22 +92,36 @@ _CLAIM_SQL = """
 """
 
 
+def lease_claim_statement(
+    *, user_id: int, operation: str
+) -> tuple[str, list[Any], Lease]:
+    """The claim as SQL, its parameters, and the lease it makes if it answers a
+    row: for ``lease_try_claim`` and for a caller that composes it with its own
+    rows in one statement (a ``WITH`` clause)."""
+    holder = uuid.uuid4().hex
+    table = connection.ops.quote_name(ProviderLease._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [
+        user_id,
+        holder,
+        adapt(_expiry()),
+        operation[:100],
+        adapt(timezone.now()),
+    ]
+    lease = Lease(user_id=user_id, holder=holder)
+    return _CLAIM_SQL.format(table=table), params, lease
+
+
 def lease_try_claim(*, user_id: int, operation: str) -> Lease | None:
     """Claim the user's lease if it is free or expired; None if someone holds it.
 
     One statement: an upsert whose update only applies to a free or expired lease
     (PostgreSQL and SQLite both speak ``ON CONFLICT ... DO UPDATE ... WHERE``)."""
-    holder = uuid.uuid4().hex
-    now = timezone.now()
-    table = connection.ops.quote_name(ProviderLease._meta.db_table)
-    adapt = connection.ops.adapt_datetimefield_value
+    sql, params, lease = lease_claim_statement(user_id=user_id, operation=operation)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL.format(table=table),
-            [user_id, holder, adapt(_expiry()), operation[:100], adapt(now)],
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
-    return Lease(user_id=user_id, holder=holder) if row else None
+    return lease if row else None
 
 
 @contextmanager

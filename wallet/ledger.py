@@ -41,14 +41,17 @@ def _table() -> str:
     return connection.ops.quote_name(UserBalance._meta.db_table)
 
 
-def hold_sql() -> str:
+def hold_sql(*, returning: bool = False) -> str:
     """Holds a stake when the available balance covers it, locking the row: one
-    ``UPDATE`` with the parameters (amount, now, user id, amount). Exposed for a
-    caller that composes it with its own rows in one statement. (The ``CAST``:
-    SQLite, for development, compares a decimal parameter as text otherwise.)"""
+    ``UPDATE`` with the parameters (amount, now, user id, amount), with
+    ``returning`` answering the user id of a row it held. Exposed for a caller
+    that composes it with its own rows in one statement (a ``WITH`` clause).
+    (The ``CAST``: SQLite, for development, compares a decimal parameter as text
+    otherwise.)"""
     return (
         f"UPDATE {_table()} SET held = held + %s, updated_at = %s "  # noqa: S608
         "WHERE user_id = %s AND balance - held >= CAST(%s AS NUMERIC)"
+        + (" RETURNING user_id" if returning else "")
     )
 
 

@@ -202,7 +202,7 @@ class TestTokens:
         assert_envelope(bearer(str(token)).get("/api/auth/me"), 401, "UNAUTHORIZED")
 
     def test_the_user_query_names_the_models_tables(self):
-        from accounts.authentication import _USER_SQL
+        from accounts.callers import USER_SQL as _USER_SQL
         from accounts.models import User
 
         assert f"FROM {User._meta.db_table} u" in _USER_SQL

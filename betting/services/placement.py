@@ -12,15 +12,17 @@ from decimal import Decimal
 from typing import Any, TypedDict
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts.callers import caller_verified
 from accounts.models import ExternalApiAccount, User
 from betting.exceptions import BetInProgress, InsufficientBalance
 from betting.lease import Lease, lease_held, lease_try_claim, provider_lease
 from betting.models import Bet
 from betting.selectors import account_for_betting
 from betting.services import checkpoints
+from betting.services.opening import bet_open_in_one_statement
 from betting.services.resolution import open_bets_resolve
 from betting.services.settlement import result_fetch
 from betting.services.transitions import (
@@ -65,7 +67,9 @@ def bet_place(
     """Place a bet at the provider and, with ``settle``, fetch its result.
 
     Answers the bet in whatever state the provider left it (``completed``,
-    ``pending`` or ``unknown``). Raises before anything is sent (validation,
+    ``pending`` or ``unknown``). ``user`` may be a caller whose session is still
+    to be checked (``accounts.callers``): it is, before anything else is written,
+    401 if refused. Raises before anything is sent (validation,
     insufficient balance, no linked account, a busy or unresolvable previous bet,
     provider unreachable) and for a definite refusal, the error carrying the bet it
     recorded as ``details.bet``. ``on_open`` gets the bet just before it is
@@ -78,6 +82,7 @@ def bet_place(
         bet, account, lease = opened
         with lease_held(lease):
             return _bet_send(bet=bet, account=account, lease=lease, settle=settle)
+    user = caller_verified(user)  # its row read and its session checked
     account = account_for_betting(user=user)
     with provider_lease(user_id=user.pk, operation="bet_place") as lease:
         client = ProviderClient(account=account)
@@ -104,7 +109,11 @@ def _bet_open_with_lease(
     claimed, the stake held and the bet recorded. None when the lease is busy or
     an open bet is in the way: everything is rolled back, the lease included, and
     the caller takes the careful way (wait for the lease, resolve the open bet).
-    A refusal (no linked account, insufficient balance) is raised as it is."""
+    A refusal (no linked account, insufficient balance) is raised as it is.
+    On PostgreSQL one statement that also checks the caller (``opening``)."""
+    if connection.vendor == "postgresql":
+        return bet_open_in_one_statement(user=user, amount=amount, on_open=on_open)
+    user = caller_verified(user)
     try:
         with transaction.atomic():
             account = account_for_betting(user=user)

@@ -34,6 +34,30 @@ def _names(transaction: list[str]) -> str:
     return " | ".join(transaction)
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement opening"
+)
+def test_a_bet_without_a_key_commits_three_times(auth_client, player, stake_mode):
+    """Before POST /bet: one statement checks the caller, claims the lease, holds
+    the stake and records the bet. Before POST /win: the provider's bet id. Last:
+    the result, the lease released and the API log rows."""
+    assert _bet(auth_client).status_code == 201
+    with transactions_sent() as committed:
+        assert _bet(auth_client).status_code == 201
+    assert len(committed) == 3, committed
+    opening, placed, last = committed
+    assert len(opening) == 1
+    for part in ("users", "revoked_sessions", "provider_leases", "held = held +"):
+        assert part in opening[0]
+    assert 'INSERT INTO "bets"' in opening[0]
+    assert any('"external_bet_id" = ' in s for s in placed)
+    last_sql = _names(last)
+    assert "completed_at" in last_sql
+    assert "provider_leases" in last_sql
+    assert 'INSERT INTO "api_logs"' in last_sql
+    assert ProviderLease.objects.get(user_id=player.pk).holder == ""
+
+
 @pytest.mark.parametrize("key", [None, "commit-key-0001"])
 def test_the_result_the_answer_and_the_api_log_commit_together(
     auth_client, player, stake_mode, key

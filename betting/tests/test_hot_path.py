@@ -16,9 +16,11 @@ from betting.models import Bet, ProviderLease
 pytestmark = pytest.mark.django_db
 
 # Statements of one POST /api/bets with an Idempotency-Key, the audit log apart
-# (bench/results/bench-latest.md lists them one by one). debit_on_place books the
-# stake in its own step when the provider takes the bet: 2 more.
-STATEMENTS_PER_BET = {"debit_on_loss": 12, "debit_on_place": 14}
+# (bench/results/bench-latest.md lists them one by one): the caller read for the
+# key, the key's claim, the opening (one statement on PostgreSQL), the provider's
+# bet id, the result (four), the key's answer. debit_on_place books the stake
+# with the provider's id: 2 more. What each commit holds: test_commits.py.
+STATEMENTS_PER_BET = {"debit_on_loss": 9, "debit_on_place": 11}
 _NOT_COUNTED = re.compile(r"^\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)")
 
 
@@ -56,7 +58,12 @@ def test_a_bet_stays_within_its_statement_budget(auth_client, player, stake_mode
         for q in queries.captured_queries
         if not _NOT_COUNTED.match(q["sql"]) and "api_logs" not in q["sql"]
     ]
-    assert len(statements) <= STATEMENTS_PER_BET[stake_mode], "\n".join(statements)
+    # SQLite (development) opens the bet with the ORM: the account, the lease,
+    # the hold and the insert, four statements where PostgreSQL sends one.
+    budget = STATEMENTS_PER_BET[stake_mode] + (
+        0 if connection.vendor == "postgresql" else 3
+    )
+    assert len(statements) <= budget, "\n".join(statements)
     audit = [
         q for q in queries.captured_queries if 'INSERT INTO "api_logs"' in q["sql"]
     ]
@@ -107,40 +114,3 @@ def test_a_held_lease_is_not_claimed_and_an_expired_one_is(user, settings):
     assert second.holder != first.holder
     row = ProviderLease.objects.get(user_id=user.pk)
     assert (row.holder, row.operation) == (second.holder, "bet_resolve")
-
-
-def _block_around(sql: list[str], index: int) -> list[str]:
-    """The statements of the atomic block holding ``sql[index]``: in the test's
-    own transaction an atomic block is a savepoint."""
-    opened = max(i for i in range(index) if sql[i].startswith("SAVEPOINT"))
-    closed = next(
-        i for i in range(index, len(sql)) if sql[i].startswith("RELEASE SAVEPOINT")
-    )
-    return sql[opened:closed]
-
-
-def test_a_bet_commits_three_times_the_lease_going_with_the_first_and_the_last(
-    auth_client, player, stake_mode
-):
-    """Before POST /bet one transaction claims the lease, holds the stake and
-    records the bet; after POST /win one holds the result, the provider's balance
-    read after it and the lease release."""
-    assert _bet(auth_client, "warm-up-key-0003").status_code == 201
-    with CaptureQueriesContext(connection) as queries:
-        assert _bet(auth_client, "measured-key-0004").status_code == 201
-    sql = [q["sql"] for q in queries.captured_queries]
-    claim = next(
-        i for i, s in enumerate(sql) if "INSERT INTO" in s and "provider_leases" in s
-    )
-    opening = _block_around(sql, claim)
-    assert any(s.startswith('INSERT INTO "bets"') for s in opening)
-    assert any("held = held +" in s for s in opening)
-    release = next(
-        i for i, s in enumerate(sql) if s.startswith('UPDATE "provider_leases"')
-    )
-    closing = _block_around(sql, release)
-    assert any(s.startswith('INSERT INTO "transactions"') for s in closing)
-    assert any("external_balance" in s and "user_balances" in s for s in closing)
-    assert any(s.startswith('UPDATE "bets"') and "completed_at" in s for s in closing)
-    assert sum("provider_leases" in s for s in sql) == 2  # claimed, released
-    assert ProviderLease.objects.get(user_id=player.pk).holder == ""
