@@ -46,6 +46,10 @@ _FROM = re.compile(r'\bFROM\s+"?(\w+)"?', re.IGNORECASE)
 _TARGET = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)"?', re.I)
 _SET = re.compile(r"\bSET\s+(.*?)\s+WHERE\b", re.IGNORECASE | re.DOTALL)
 _COLUMN = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
+# A data-modifying WITH: each part's verb and table.
+_WITH_PART = re.compile(
+    r'\b\w+\s+AS\s+\(\s*(INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)"?', re.I
+)
 _FIELDS = (
     "requests",
     "wall",
@@ -78,6 +82,11 @@ def fingerprint(sql: str) -> str:
     verb = verb_match.group(1).upper() if verb_match else sql.split(None, 1)[0].upper()
     if verb.endswith("SAVEPOINT"):
         shape = verb
+    elif verb == "WITH" and _WITH_PART.search(sql):
+        parts = _WITH_PART.findall(sql)
+        shape = "WITH " + ",".join(
+            f"{part.split()[0].upper()} {table}" for part, table in parts
+        )
     elif verb == "SELECT":
         table = _FROM.search(_outer(sql))
         shape = f"SELECT {table.group(1) if table else '?'}"

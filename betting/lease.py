@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from betting.exceptions import BetInProgress
 from betting.models import ProviderLease
+from betting_site.sql import quoted_column, quoted_table
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,19 @@ class Lease:
         ProviderLease.objects.filter(user_id=self.user_id, holder=self.holder).update(
             holder="", expires_at=None, operation=""
         )
+
+    def release_sql(self) -> tuple[str, list[str | int]]:
+        """``release_in_transaction`` as SQL and its parameters, for a caller that
+        composes it into its own statement (adding conditions with ``AND``); the
+        caller calls ``released`` once that statement's transaction commits."""
+        holder = quoted_column(ProviderLease, "holder")
+        sql = (
+            f"UPDATE {quoted_table(ProviderLease)} SET {holder} = '', "  # noqa: S608
+            f"{quoted_column(ProviderLease, 'expires_at')} = NULL, "
+            f"{quoted_column(ProviderLease, 'operation')} = '' "
+            f"WHERE {quoted_column(ProviderLease, 'user')} = %s AND {holder} = %s"
+        )
+        return sql, [self.user_id, self.holder]
 
     def released(self) -> None:
         self._released = True

@@ -8,6 +8,8 @@ here; no other module assigns ``balance`` or ``held`` or writes these tables
   not debited (invariant 3: available = balance - held never goes below zero).
 - ``ledger_post``: one append-only entry and the cached balance moved with it
   (invariant 1: the balance is the sum of the entries, chained in id order).
+  ``ledger_post_ctes``: the same as SQL a caller composes into one statement
+  with its own rows (PostgreSQL).
 - ``adjustment_book``: a signed correction, with who booked it and why
   (invariant 6).
 - ``provider_balance_record``: the provider's figure, as last read; moves no
@@ -21,6 +23,8 @@ the bet hot path; table and column names come from the models' ``_meta``.
 """
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +35,7 @@ from django.utils import timezone
 
 from betting_site.errors import ValidationFailed
 from betting_site.money import MONEY_MAX, ZERO, round_money, to_money
+from betting_site.sql import quoted_column, quoted_table
 from wallet.exceptions import InsufficientBalance
 from wallet.models import Transaction, UserBalance
 
@@ -157,22 +162,13 @@ def ledger_post(
     caller that wants to catch the refusal and go on opens a savepoint itself.
     """
     amount = to_money(amount)
-    release = to_money(release_hold) if release_hold is not None else ZERO
     with transaction.atomic(savepoint=False):
-        now = timezone.now()
-        recorded: list[Decimal | datetime] = (
-            [] if provider_balance is None else [provider_balance, now]
+        params = _move_params(
+            user_id=user_id,
+            amount=amount,
+            release_hold=release_hold,
+            provider_balance=provider_balance,
         )
-        params: list[Decimal | datetime | int] = [
-            amount,
-            release,
-            release,
-            now,
-            *recorded,
-            user_id,
-            amount,
-            MONEY_MAX,
-        ]
         sql = _move_sql(record_provider=provider_balance is not None)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -197,6 +193,27 @@ def ledger_post(
             evidence=evidence or {},
             created_by_id=actor_id,
         )
+    _posted_log(entry)
+    return entry
+
+
+def _move_params(
+    *,
+    user_id: int,
+    amount: Decimal,
+    release_hold: Decimal | None,
+    provider_balance: Decimal | None,
+) -> list[Decimal | datetime | int]:
+    """The parameters of ``_move_sql``, in its order."""
+    release = to_money(release_hold) if release_hold is not None else ZERO
+    now = timezone.now()
+    recorded: list[Decimal | datetime] = (
+        [] if provider_balance is None else [provider_balance, now]
+    )
+    return [amount, release, release, now, *recorded, user_id, amount, MONEY_MAX]
+
+
+def _posted_log(entry: Transaction) -> None:
     logger.info(
         "Ledger %s %s for user %s: balance %s -> %s",
         entry.type,
@@ -205,7 +222,128 @@ def ledger_post(
         entry.balance_before,
         entry.balance_after,
     )
-    return entry
+
+
+# --- an entry posted inside a caller's statement (PostgreSQL) ----------------------
+
+MOVED, ENTRY = "moved", "entry"  # the names of the two expressions
+_NEW_BALANCE = f"{MOVED}.balance"  # what ``_move_sql`` returns, read from ``moved``
+
+
+@dataclass(frozen=True)
+class LedgerPostCtes:
+    """``ledger_post`` as two common table expressions, for a caller that books
+    its own rows in the same statement (``WITH {sql}, ... SELECT {returning}
+    FROM entry``). On PostgreSQL only: data-modifying ``WITH`` queries.
+
+    - ``moved``: the balance moved and its row locked, ``RETURNING balance`` (the
+      new balance); no row when the balance row is missing or the move would
+      leave the column's range (nothing else acts then: the caller falls back to
+      ``ledger_post``, which explains or creates the row).
+    - ``entry``: the entry inserted from ``moved``'s row, chained from it.
+
+    ``sql`` is the two expressions joined by a comma, ``params`` their
+    parameters in order. A caller acts only after them by naming them:
+    ``EXISTS (SELECT 1 FROM entry)`` (the entry was written) or ``EXISTS (SELECT 1
+    FROM moved WHERE {balance} = %s)`` (the balance is now that figure;
+    ``balance`` is the new balance as ``moved`` returns it). The final ``SELECT``
+    reads ``returning`` (columns of ``entry``) and hands them, in order, to
+    ``posted``, which completes ``entry`` (built, not yet saved) from them."""
+
+    sql: str
+    params: list[Any]
+    returning: str
+    entry: Transaction
+    balance: str = _NEW_BALANCE
+
+    def posted(self, values: Sequence[Any]) -> Transaction:
+        """The entry as the statement wrote it (``values``: the ``returning``
+        columns of its row), a saved instance without reading it again."""
+        pk, created_at, balance_before, balance_after = values
+        entry = self.entry
+        entry.pk = pk
+        entry.created_at = created_at
+        entry.balance_before = round_money(balance_before)
+        entry.balance_after = round_money(balance_after)
+        entry._state.adding = False
+        entry._state.db = connection.alias
+        _posted_log(entry)
+        return entry
+
+
+def ledger_post_ctes(
+    *,
+    user_id: int,
+    entry_type: str,
+    amount: Decimal | int,
+    bet_id: int | None = None,
+    description: str = "",
+    evidence: dict[str, Any] | None = None,
+    actor_id: int | None = None,
+    provider_balance: Decimal | None = None,
+    release_hold: Decimal | None = None,
+) -> LedgerPostCtes:
+    """``ledger_post`` (the same arguments, the same rules and refusals) as SQL a
+    caller composes into one statement: see ``LedgerPostCtes``. The database's
+    constraints (the chain, a non-negative balance, one entry per bet event) act
+    on the ``INSERT`` as on any other; a refusal aborts the caller's
+    transaction."""
+    if connection.vendor != "postgresql":
+        raise NotImplementedError("data-modifying WITH queries need PostgreSQL")
+    amount = to_money(amount)
+    move = _move_params(
+        user_id=user_id,
+        amount=amount,
+        release_hold=release_hold,
+        provider_balance=provider_balance,
+    )
+    entry = Transaction(
+        user_id=user_id,
+        bet_id=bet_id,
+        type=entry_type,
+        amount=amount,
+        description=description[:500],
+        evidence=evidence or {},
+        created_by_id=actor_id,
+    )
+    # The chain comes from the moved row; every other value is Django's own
+    # (defaults, auto_now_add, the JSON adaptation).
+    chained = {
+        "balance_before": (f"{_NEW_BALANCE} - CAST(%s AS NUMERIC)", [amount]),
+        "balance_after": (_NEW_BALANCE, []),
+    }
+    columns: list[str] = []
+    values: list[str] = []
+    insert_params: list[Any] = []
+    for field in Transaction._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(quoted_column(Transaction, field.name))
+        if field.name in chained:
+            expression, field_params = chained[field.name]
+            values.append(expression)
+            insert_params.extend(field_params)
+        else:
+            values.append("%s")
+            insert_params.append(
+                field.get_db_prep_save(field.pre_save(entry, True), connection)
+            )
+    returned = [
+        quoted_column(Transaction, name)
+        for name in ("pk", "created_at", "balance_before", "balance_after")
+    ]
+    moved_sql = _move_sql(record_provider=provider_balance is not None)
+    entry_sql = (
+        f"INSERT INTO {quoted_table(Transaction)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM {MOVED} "
+        f"RETURNING {', '.join(returned)}"
+    )
+    return LedgerPostCtes(
+        sql=f"{MOVED} AS ({moved_sql}), {ENTRY} AS ({entry_sql})",
+        params=[*move, *insert_params],
+        returning=", ".join(f"{ENTRY}.{column}" for column in returned),
+        entry=entry,
+    )
 
 
 def adjustment_book(

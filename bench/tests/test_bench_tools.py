@@ -83,6 +83,16 @@ def test_open_loop_latency_counts_from_the_intended_time():
             "AS session_revoked FROM users u WHERE u.id = %s",
             "SELECT users +exists",
         ),
+        # A result booked in one statement (betting.services.settlement).
+        (
+            'WITH moved AS (UPDATE "user_balances" SET balance = balance + %s '
+            "WHERE user_id = %s RETURNING balance), entry AS (INSERT INTO "
+            '"transactions" ("amount") SELECT %s FROM moved RETURNING "id"), '
+            'completed AS (UPDATE "bets" SET "status" = %s WHERE "id" = %s AND '
+            "EXISTS (SELECT 1 FROM entry) RETURNING 1) "
+            'SELECT entry."id", EXISTS (SELECT 1 FROM completed) FROM entry',
+            "WITH UPDATE user_balances,INSERT transactions,UPDATE bets",
+        ),
     ],
 )
 def test_statement_shapes(sql, shape):

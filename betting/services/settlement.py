@@ -7,10 +7,11 @@ difference is booked as an adjustment with its evidence, never overwritten.
 """
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import ExternalApiAccount
@@ -22,12 +23,16 @@ from betting_site.errors import ValidationFailed
 from betting_site.last_commit import last_transaction
 from betting_site.metrics import BET_LOST, BET_WON, bet_outcome_record
 from betting_site.money import ZERO, to_money
+from betting_site.sql import concrete_field, quoted_column, quoted_table
 from provider.client import ProviderClient
 from provider.exceptions import ProviderError, ProviderOutcomeUnknown
 from provider.types import BetResult
 from wallet.ledger import (
+    ENTRY,
+    MOVED,
     adjustment_book,
     ledger_post,
+    ledger_post_ctes,
     provider_balance_record,
     wallet_lock,
 )
@@ -204,9 +209,60 @@ def _bet_complete_fast(
     provider_balance: Decimal | None,
     lease: Lease | None,
 ) -> tuple[Bet, bool]:
-    """Three statements (four with the lease): the balance moved and locked, the
-    entry, the bet completed only if still pending (the exactly-once guard). In
-    the caller's transaction; raises to be rolled back."""
+    """On PostgreSQL one statement: the balance moved and locked, the entry, the
+    bet completed only if still pending (the exactly-once guard) and, when the
+    balances agree, the lease released (``_book_in_one_statement``). Elsewhere,
+    or when there is no balance row to move, three statements (four with the
+    lease). In the caller's transaction; raises to be rolled back."""
+    now = timezone.now()
+    booked = None
+    if connection.vendor == "postgresql":
+        booked = _book_in_one_statement(
+            bet=bet,
+            win=win,
+            evidence=evidence,
+            provider_balance=provider_balance,
+            lease=lease,
+            now=now,
+        )
+    if booked is None:
+        booked = _book_step_by_step(
+            bet=bet,
+            win=win,
+            evidence=evidence,
+            provider_balance=provider_balance,
+            lease=lease,
+            now=now,
+        )
+    entry, agreed = booked
+    bet.status, bet.win_amount, bet.completed_at = Bet.Status.COMPLETED, win, now
+    bet.result_in_doubt, bet.updated_at = False, now
+    _bet_completed(bet, entry)
+    return bet, agreed
+
+
+def _completion(win: Decimal, now: datetime) -> dict[str, Any]:
+    """What completing a pending bet writes."""
+    return {
+        "status": Bet.Status.COMPLETED,
+        "win_amount": win,
+        "completed_at": now,
+        "result_in_doubt": False,
+        "updated_at": now,
+    }
+
+
+def _book_step_by_step(
+    *,
+    bet: Bet,
+    win: Decimal,
+    evidence: dict[str, Any],
+    provider_balance: Decimal | None,
+    lease: Lease | None,
+    now: datetime,
+) -> tuple[Transaction, bool]:
+    """The entry (``ledger_post`` explains a refusal and creates a missing
+    balance row), the bet completed if still pending, the lease."""
     entry = ledger_post(
         user_id=bet.user_id,
         bet_id=bet.pk,
@@ -214,20 +270,79 @@ def _bet_complete_fast(
         provider_balance=provider_balance,
         **_result_entry(bet, win),
     )
-    now = timezone.now()
     completed = Bet.objects.filter(pk=bet.pk, status=Bet.Status.PENDING).update(
-        status=Bet.Status.COMPLETED,
-        win_amount=win,
-        completed_at=now,
-        result_in_doubt=False,
-        updated_at=now,
+        **_completion(win, now)
     )
     if not completed:
         raise _NotPending(f"bet {bet.pk} is no longer pending")
-    bet.status, bet.win_amount, bet.completed_at = Bet.Status.COMPLETED, win, now
-    bet.result_in_doubt, bet.updated_at = False, now
-    _bet_completed(bet, entry)
-    return bet, _agreed(entry, provider_balance, lease)
+    return entry, _agreed(entry, provider_balance, lease)
+
+
+def _book_in_one_statement(
+    *,
+    bet: Bet,
+    win: Decimal,
+    evidence: dict[str, Any],
+    provider_balance: Decimal | None,
+    lease: Lease | None,
+    now: datetime,
+) -> tuple[Transaction, bool] | None:
+    """One data-modifying ``WITH`` on PostgreSQL, each part acting only when the
+    one before it did: the balance moved (``moved``) and the entry chained from
+    it (``entry``: wallet's SQL), the bet completed if still pending and the
+    entry written (``completed``), the lease released if the bet was completed
+    and the new balance equals the provider's (``released``).
+
+    All parts see one snapshot and all run to the end whatever the final
+    ``SELECT`` reads, so a bet no longer pending still has its money moved and
+    its entry written here: ``_NotPending`` rolls them back. None when nothing
+    was moved (no balance row, or out of the column's range): nothing was
+    written and the caller books step by step, which explains or creates the
+    row."""
+    ledger = ledger_post_ctes(
+        user_id=bet.user_id,
+        bet_id=bet.pk,
+        evidence=evidence,
+        provider_balance=provider_balance,
+        **_result_entry(bet, win),
+    )
+    assignments: list[str] = []
+    params = list(ledger.params)
+    for name, value in _completion(win, now).items():
+        assignments.append(f"{quoted_column(Bet, name)} = %s")
+        params.append(concrete_field(Bet, name).get_db_prep_save(value, connection))
+    status = quoted_column(Bet, "status")
+    sql = (
+        f"WITH {ledger.sql}, completed AS ("  # noqa: S608
+        f"UPDATE {quoted_table(Bet)} SET {', '.join(assignments)} "
+        f"WHERE {quoted_column(Bet, 'pk')} = %s AND {status} = %s "
+        f"AND EXISTS (SELECT 1 FROM {ENTRY}) RETURNING 1)"
+    )
+    params += [bet.pk, Bet.Status.PENDING]
+    if lease is not None and provider_balance is not None:
+        release_sql, release_params = lease.release_sql()
+        sql += (
+            f", released AS ({release_sql} AND EXISTS (SELECT 1 FROM completed) "  # noqa: S608
+            f"AND EXISTS (SELECT 1 FROM {MOVED} WHERE {ledger.balance} = %s) "
+            "RETURNING 1)"
+        )
+        params += [*release_params, provider_balance]
+    # No row: nothing moved. ``released`` runs unread, as every part does.
+    sql += (
+        f" SELECT {ledger.returning}, "  # noqa: S608
+        f"EXISTS (SELECT 1 FROM completed) FROM {ENTRY}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *returned, completed = row
+    if not completed:
+        raise _NotPending(f"bet {bet.pk} is no longer pending")
+    entry = ledger.posted(returned)
+    agreed = provider_balance is not None and entry.balance_after == provider_balance
+    return entry, agreed
 
 
 def _agreed(

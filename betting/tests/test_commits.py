@@ -51,10 +51,16 @@ def test_a_bet_without_a_key_commits_three_times(auth_client, player, stake_mode
         assert part in opening[0]
     assert 'INSERT INTO "bets"' in opening[0]
     assert any('"external_bet_id" = ' in s for s in placed)
-    last_sql = _names(last)
-    assert "completed_at" in last_sql
-    assert "provider_leases" in last_sql
-    assert 'INSERT INTO "api_logs"' in last_sql
+    # The result, the provider's balance beside it and the lease release in one
+    # statement; then the API log rows (under a savepoint: a refused log row
+    # never loses the result).
+    booking, *logged = last
+    assert booking.startswith("WITH ")
+    for part in ('INSERT INTO "transactions"', "external_balance", "completed_at"):
+        assert part in booking
+    assert 'UPDATE "provider_leases"' in booking
+    assert [s.split(" ")[0] for s in logged] == ["SAVEPOINT", "INSERT", "RELEASE"]
+    assert 'INSERT INTO "api_logs"' in logged[1]
     assert ProviderLease.objects.get(user_id=player.pk).holder == ""
 
 

@@ -4,10 +4,12 @@ Skipped on SQLite, where concurrent writers queue on one file lock and prove
 nothing about row locks, the lease's conditional UPDATE or unique constraints.
 """
 
+import itertools
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -19,6 +21,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from betting.models import Bet
+from betting.services import bet_place, settlement
 from wallet.models import Transaction, UserBalance
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -134,6 +137,55 @@ def test_concurrent_requests_with_one_key_place_one_bet(player, provider):
         if response.status_code == 409:
             assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE"
     assert_invariants(player, provider)
+
+
+def test_a_result_booked_concurrently_is_booked_once(
+    player, provider, stake_mode, monkeypatch
+):
+    """Bookers of one result race on one statement each: the first to lock the
+    balance row books it; every other one is stopped by the one-entry-per-event
+    constraint (the same result) or the bet's status (a different one), rolls
+    back and is answered by the locked path, moving no money."""
+    bet = bet_place(user=player, amount=3, settle=False).bet
+    before = UserBalance.objects.get(user=player).balance
+    careful: list[int] = []
+    locked = settlement._bet_complete_careful
+
+    def spy(**kwargs):
+        careful.append(kwargs["bet"].pk)
+        return locked(**kwargs)
+
+    monkeypatch.setattr(settlement, "_bet_complete_careful", spy)
+    count = 8
+    start = threading.Barrier(count)
+
+    def book(i):
+        pending = Bet.objects.get(pk=bet.pk)
+        win = Decimal("6") if i % 2 else Decimal("0")
+        start.wait()
+        return settlement.bet_complete(bet=pending, win=win, evidence={"i": i})
+
+    booked = in_threads(count, book)
+    assert {b.status for b in booked} == {"completed"}
+    bet.refresh_from_db()
+    results = list(
+        Transaction.objects.filter(bet=bet, type__in=["bet_win", "bet_loss"])
+    )
+    assert len(results) == 1
+    (entry,) = results
+    assert len(careful) == count - 1
+    assert {b.win_amount for b in booked} == {bet.win_amount}
+    wallet = UserBalance.objects.get(user=player)
+    assert wallet.balance == before + entry.amount
+    assert wallet.held == 0
+    if stake_mode == "debit_on_loss":
+        assert entry.amount == (Decimal("6") if bet.win_amount else Decimal("-3"))
+    else:
+        assert entry.amount == bet.win_amount
+    entries = list(Transaction.objects.filter(user=player).order_by("id"))
+    assert sum(e.amount for e in entries) == wallet.balance
+    for earlier, later in itertools.pairwise(entries):
+        assert later.balance_before == earlier.balance_after
 
 
 def _free_port() -> int:

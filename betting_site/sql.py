@@ -1,0 +1,25 @@
+"""Names for SQL written by hand: tables and columns from the models' ``_meta``,
+quoted for the connection, so that a renamed column breaks loudly here rather
+than in a statement."""
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field, Model
+
+
+def concrete_field(model: type[Model], name: str) -> "Field[Any, Any]":
+    """The field ``name`` (``"pk"``: the primary key) that is a column of
+    ``model``'s table."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.concrete or field.column is None:
+        raise LookupError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def quoted_column(model: type[Model], name: str) -> str:
+    return connection.ops.quote_name(str(concrete_field(model, name).column))
+
+
+def quoted_table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
