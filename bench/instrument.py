@@ -6,9 +6,10 @@
 SQL statements sent through Django (the audit log's ``api_logs`` apart, and by
 statement shape), their time, those sent in autocommit mode (each a transaction of
 its own at PostgreSQL), transactions (``COMMIT``/``ROLLBACK``; psycopg sends
-a ``BEGIN`` before each), connection health checks (an empty query sent outside
-Django's cursor), and provider calls (``send`` of the transports in
-``provider.transport``, whichever HTTP library they use) with their time.
+a ``BEGIN`` before each), connection health checks (Django's
+``close_if_health_check_failed``; the project's backend sends nothing for them),
+and provider calls (``send`` of the transports in ``provider.transport``,
+whichever HTTP library they use) with their time.
 
 Each worker writes its totals to ``BENCH_STATS_DIR/<pid>.json`` at most every
 quarter second and when it exits; the bench reads every file before and after a

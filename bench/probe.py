@@ -151,8 +151,8 @@ def server_figures(before: Snapshot, after: Snapshot, kind: str) -> dict[str, An
 
     transactions = delta["commits"] + delta["rollbacks"]
     # What PostgreSQL counts as committed transactions: Django's COMMITs and every
-    # statement sent in autocommit mode. The health check is an empty query, which
-    # PostgreSQL answers without a transaction (betting_site/postgresql/base.py).
+    # statement sent in autocommit mode. The health check sends nothing: the
+    # project's backend looks at the socket (betting_site/postgresql/base.py).
     pg_commits = delta["commits"] + delta["autocommit_sql"]
     return {
         "requests": count,
@@ -163,12 +163,9 @@ def server_figures(before: Snapshot, after: Snapshot, kind: str) -> dict[str, An
         "autocommit_sql_per_request": per(delta["autocommit_sql"]),
         "pg_commits_counted_per_request": per(pg_commits),
         # What PostgreSQL sees: each statement, a BEGIN and a COMMIT/ROLLBACK per
-        # transaction (psycopg sends BEGIN itself), and CONN_HEALTH_CHECKS' empty query.
+        # transaction (psycopg sends BEGIN itself); the health check sends nothing.
         "db_round_trips_per_request": per(
-            delta["sql"]
-            + delta["sql_apilog"]
-            + 2 * transactions
-            + delta["health_checks"]
+            delta["sql"] + delta["sql_apilog"] + 2 * transactions
         ),
         "provider_calls_per_request": per(delta["provider_calls"]),
         "wall_ms_per_request": per(delta["wall"], 1000, 1),

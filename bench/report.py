@@ -176,11 +176,11 @@ def bench_markdown(result: dict[str, Any]) -> str:
         "Counted in each worker by `bench/instrument.py`: SQL statements sent "
         "through Django (the audit log's `api_logs` inserts apart), transactions "
         "(psycopg sends a BEGIN before each, then COMMIT), `CONN_HEALTH_CHECKS`' "
-        "empty query, and provider calls. PG commits: the increase of "
+        "checks (which send nothing), and provider calls. PG commits: the increase of "
         "`xact_commit` in `pg_stat_database` for the bench database over the "
         "phase, per good answer (`bench/pgstats.py`); counted: what the workers "
-        "sent that PostgreSQL commits (COMMITs, statements in autocommit mode, "
-        "health checks), per request.",
+        "sent that PostgreSQL commits (COMMITs, statements in autocommit "
+        "mode), per request.",
         "",
         _table(
             [

@@ -334,7 +334,7 @@ def test_server_figures_count_what_postgres_commits():
         }
     )
     figures = probe.server_figures(_snapshot({}), after, kind)
-    # The health check's empty query is no transaction (betting_site/postgresql).
+    # The health check sends nothing (betting_site/postgresql).
     assert figures["pg_commits_counted_per_request"] == 5
     assert figures["autocommit_sql_per_request"] == 1
 

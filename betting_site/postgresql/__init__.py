@@ -1,2 +1,2 @@
-"""Django's PostgreSQL backend, with a health check that PostgreSQL does not commit
-(see ``base.DatabaseWrapper.is_usable``)."""
+"""Django's PostgreSQL backend, with a connection health check that sends
+nothing to the server (see ``base.DatabaseWrapper.is_usable``)."""

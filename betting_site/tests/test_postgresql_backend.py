@@ -1,4 +1,6 @@
-"""The PostgreSQL backend's health check: an empty query, no transaction."""
+"""The PostgreSQL backend's health check: the socket looked at, nothing sent."""
+
+import time
 
 import pytest
 from django.db import connection, connections
@@ -15,41 +17,65 @@ def test_the_backend_is_the_projects():
     assert type(connections["default"]).__module__ == "betting_site.postgresql.base"
 
 
-def test_a_live_connection_passes_with_an_empty_query(monkeypatch):
+def test_a_live_connection_passes_without_a_round_trip(monkeypatch):
     connection.ensure_connection()
-    sent: list[str] = []
-    cursor_of = connection.connection.cursor
-
-    class Recording:
-        def __init__(self) -> None:
-            self.cursor = cursor_of()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.cursor.close()
-
-        def execute(self, query: str) -> None:
-            sent.append(query)
-            self.cursor.execute(query)
-
-    monkeypatch.setattr(connection.connection, "cursor", Recording)
+    calls: list[str] = []
+    monkeypatch.setattr(
+        connection.connection, "execute", lambda *a, **k: calls.append("execute")
+    )
+    monkeypatch.setattr(
+        connection.connection, "cursor", lambda *a, **k: calls.append("cursor")
+    )
     assert connection.is_usable() is True
-    assert sent == [""]
+    assert calls == []
 
 
-def test_a_closed_connection_fails_and_is_replaced():
+def _wrapper():
     wrapper = connections.create_connection("default")  # outside the test's transaction
+    wrapper.ensure_connection()
+    return wrapper
+
+
+def _replaced(wrapper) -> bool:
+    wrapper.health_check_enabled, wrapper.health_check_done = True, False
+    wrapper.close_if_health_check_failed()
+    closed = wrapper.connection is None
+    with wrapper.cursor() as cursor:  # the next query reconnects
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    return closed
+
+
+def test_a_connection_the_server_ended_fails_and_is_replaced():
+    wrapper = _wrapper()
     try:
-        wrapper.ensure_connection()
-        wrapper.connection.pgconn.finish()  # as a server-side close looks to psycopg
+        pid = wrapper.connection.info.backend_pid
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(50):  # the goodbye reaches the socket
+            if not wrapper.is_usable():
+                break
+            time.sleep(0.02)
         assert wrapper.is_usable() is False
-        wrapper.health_check_enabled, wrapper.health_check_done = True, False
-        wrapper.close_if_health_check_failed()
-        assert wrapper.connection is None  # closed: the next query reconnects
-        with wrapper.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            assert cursor.fetchone() == (1,)
+        assert _replaced(wrapper) is True
+    finally:
+        wrapper.close()
+
+
+def test_a_connection_closed_here_fails():
+    wrapper = _wrapper()
+    try:
+        wrapper.connection.pgconn.finish()
+        assert wrapper.is_usable() is False
+        assert _replaced(wrapper) is True
+    finally:
+        wrapper.close()
+
+
+def test_a_healthy_idle_connection_is_kept():
+    wrapper = _wrapper()
+    try:
+        assert wrapper.is_usable() is True
+        assert _replaced(wrapper) is False
     finally:
         wrapper.close()
