@@ -7,6 +7,7 @@ request the rows are buffered and written in one INSERT at its end
 (``api_log_batch``).
 """
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import DataError, IntegrityError, models, transaction
+from django.db import DataError, IntegrityError, connections, models, transaction
 from django.utils import timezone
 
 from auditlog.models import ApiLog
@@ -145,10 +146,42 @@ def _flush(rows: list[ApiLog]) -> None:
 
 def _insert(rows: list[ApiLog]) -> None:
     # Outside a transaction this is the one transaction bulk_create opens anyway;
-    # inside one (a test's, or a caller's) it is a savepoint, so a failed insert
-    # never poisons the caller's transaction.
-    with transaction.atomic(using=ApiLog.objects.db):
-        ApiLog.objects.bulk_create(rows)
+    # inside one (a request's last, a test's, a caller's) it is a savepoint, so a
+    # failed insert never poisons that transaction.
+    connection = connections[ApiLog.objects.db]
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor != "postgresql":
+            ApiLog.objects.bulk_create(rows)
+            return
+        fields, head = _insert_sql(connection.alias)
+        one = "(" + ", ".join("%s" for _ in fields) + ")"
+        params = [
+            field.get_db_prep_save(getattr(row, field.attname), connection)
+            for row in rows
+            for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                head + ", ".join(one for _ in rows) + " RETURNING id", params
+            )
+            for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+                row.pk = pk
+                row._state.adding = False
+                row._state.db = connection.alias
+
+
+@functools.cache
+def _insert_sql(alias: str) -> tuple[list[Any], str]:
+    """The fields of an API log row and the head of its INSERT, built once: the
+    rows are plain values (no default or ``auto_now`` to apply), and bulk_create
+    building the same statement for every request cost about 5% of the server's
+    CPU per bet. PostgreSQL only; SQLite keeps bulk_create."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    fields = [f for f in ApiLog._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    table = quote(ApiLog._meta.db_table)
+    return fields, f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
 
 
 def _flush_failed(rows: list[ApiLog], *, exc_info: bool) -> None:

@@ -166,7 +166,7 @@ class TestDuringARequest:
         def broken(*args, **kwargs):
             raise RuntimeError("database down")
 
-        monkeypatch.setattr(ApiLog.objects, "bulk_create", broken)
+        monkeypatch.setattr(services, "_insert", broken)
         with caplog.at_level(logging.WARNING, logger="auditlog.services"):
             response = api_client.post("/api/_batch/calls?calls=2", {}, format="json")
         assert response.status_code == 200
