@@ -46,16 +46,19 @@ def _table() -> str:
     return connection.ops.quote_name(UserBalance._meta.db_table)
 
 
-def hold_sql(*, returning: bool = False) -> str:
+def hold_sql(*, returning: bool = False, only_if: str = "") -> str:
     """Holds a stake when the available balance covers it, locking the row: one
     ``UPDATE`` with the parameters (amount, now, user id, amount), with
     ``returning`` answering the user id of a row it held. Exposed for a caller
-    that composes it with its own rows in one statement (a ``WITH`` clause).
+    that composes it with its own rows in one statement (a ``WITH`` clause);
+    ``only_if``, a condition of the caller's, is checked before the row is
+    touched (its lock is not taken when it fails).
     (The ``CAST``: SQLite, for development, compares a decimal parameter as text
     otherwise.)"""
     return (
         f"UPDATE {_table()} SET held = held + %s, updated_at = %s "  # noqa: S608
         "WHERE user_id = %s AND balance - held >= CAST(%s AS NUMERIC)"
+        + (f" AND ({only_if})" if only_if else "")
         + (" RETURNING user_id" if returning else "")
     )
 

@@ -104,6 +104,9 @@ def _statement(
     return sql, params, lease, account_fields
 
 
+_LEASE_CLAIMED = "EXISTS (SELECT 1 FROM lease)"
+
+
 @functools.cache
 def _sql() -> tuple[str, list[Any], list[Any]]:
     """The statement's text, the account's fields it answers and the bet's fields
@@ -136,7 +139,12 @@ def _sql() -> tuple[str, list[Any], list[Any]]:
     answered = ", ".join(f"a.{quote(str(f.column))}" for f in account_fields)
     sql = (
         f"WITH caller AS ({caller}), account AS ({account}), "  # noqa: S608
-        f"lease AS ({claim_sql}), hold AS ({hold_sql(returning=True)}), "
+        f"lease AS ({claim_sql}), "
+        # Only with the lease claimed: a busy lease must not wait for the balance
+        # row, which its holder may have locked while it waits for the lease row
+        # this statement's claim has locked (a deadlock, seen in the concurrency
+        # test before this condition).
+        f"hold AS ({hold_sql(returning=True, only_if=_LEASE_CLAIMED)}), "
         f"bet AS ({insert_sql}) "
         "SELECT (SELECT id FROM bet), EXISTS (SELECT 1 FROM caller), "
         f"{answered} FROM (SELECT 1) AS one LEFT JOIN account a ON TRUE"
