@@ -159,6 +159,13 @@ else:
         DATABASES["default"]["ENGINE"] = "betting_site.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "betting_site.postgresql":
+        # Parameters sent apart from the SQL (the extended protocol), so that
+        # psycopg prepares a statement run five times on a connection and
+        # PostgreSQL stops parsing and planning it for every bet.
+        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = (
+            env.bool("DB_SERVER_SIDE_BINDING", default=True)
+        )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
