@@ -21,6 +21,7 @@ class ApiLog(models.Model):
         null=True,
         blank=True,
         related_name="api_logs",
+        db_index=False,  # api_logs_user_idx below is the same index
     )
     endpoint = models.CharField(max_length=255)
     method = models.CharField(max_length=10)

@@ -22,7 +22,10 @@ class Bet(models.Model):
     OPEN_STATUSES = (Status.PENDING, Status.UNKNOWN)
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bets"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="bets",
+        db_index=False,  # bets_user_idx (user, -id) serves every lookup by user
     )
     account = models.ForeignKey(
         "accounts.ExternalApiAccount",

@@ -59,7 +59,10 @@ class Transaction(models.Model):
     BET_TYPES = (Type.BET_PLACE, Type.BET_WIN, Type.BET_LOSS)
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transactions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        db_index=False,  # transactions_user_idx (user, -id) serves lookups by user
     )
     bet = models.ForeignKey(
         "betting.Bet",
