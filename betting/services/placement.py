@@ -77,12 +77,14 @@ def bet_place(
     links itself to it there, in the same insert).
     """
     stake = bet_amount_validate(amount)
+    if connection.vendor != "postgresql":  # PostgreSQL checks it in the opening
+        user = caller_verified(user)
     opened = _bet_open_with_lease(user=user, amount=stake, on_open=on_open)
     if opened is not None:  # the usual case: one transaction, one commit
         bet, account, lease = opened
         with lease_held(lease):
             return _bet_send(bet=bet, account=account, lease=lease, settle=settle)
-    user = caller_verified(user)  # its row read and its session checked
+    user = caller_verified(user)  # its row read and its session checked (once)
     account = account_for_betting(user=user)
     with provider_lease(user_id=user.pk, operation="bet_place") as lease:
         client = ProviderClient(account=account)
@@ -113,7 +115,6 @@ def _bet_open_with_lease(
     On PostgreSQL one statement that also checks the caller (``opening``)."""
     if connection.vendor == "postgresql":
         return bet_open_in_one_statement(user=user, amount=amount, on_open=on_open)
-    user = caller_verified(user)
     try:
         with transaction.atomic():
             account = account_for_betting(user=user)
