@@ -57,6 +57,10 @@ class StackConfig:
     # GUNICORN_LOG_LEVEL; None: gunicorn.conf.py's own default ("info").
     gunicorn_log_level: str | None = "warning"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The PostgreSQL server (admin URL, no database) and Redis server to use: the
+    # machine's shared ones unless the run brings its own (the soak does).
+    pg_admin_url: str = PG_ADMIN_URL
+    redis_base_url: str = REDIS_BASE_URL
 
     def __post_init__(self) -> None:
         for port in (self.simulator_port, self.server_port):
@@ -81,11 +85,11 @@ class Stack:
 
     @property
     def database_url(self) -> str:
-        return f"{PG_ADMIN_URL}/{self.config.database}"
+        return f"{self.config.pg_admin_url}/{self.config.database}"
 
     @property
     def redis_url(self) -> str:
-        return f"{REDIS_BASE_URL}/{self.config.redis_db}"
+        return f"{self.config.redis_base_url}/{self.config.redis_db}"
 
     @property
     def simulator_url(self) -> str:
@@ -152,7 +156,8 @@ class Stack:
         name = self.config.database
         if not name.replace("_", "").isalnum():
             raise ValueError(f"unsafe database name {name!r}")
-        with psycopg.connect(f"{PG_ADMIN_URL}/postgres", autocommit=True) as conn:
+        admin = f"{self.config.pg_admin_url}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         redis.Redis.from_url(self.redis_url).flushdb()
@@ -253,6 +258,25 @@ class Stack:
             time.sleep(0.05)
         self.server = None
         return len(pids)
+
+    def terminate_server(self, timeout: float = 300) -> float:
+        """SIGTERM the gunicorn master only, as a rolling deploy does, and wait for
+        it to exit: it stops listening and lets running requests finish (up to its
+        ``graceful_timeout``). Answers the seconds it took."""
+        if self.server is None:
+            return 0.0
+        started = time.monotonic()
+        pids = self.server_pids()
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            self.server.wait(timeout=timeout)
+        finally:
+            _signal_group(self.server, signal.SIGKILL)  # nothing may outlive it
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.server = None
+        return time.monotonic() - started
 
     def kill_worker(self) -> int | None:
         """SIGKILL one worker (the master starts another); answers its pid."""
