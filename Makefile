@@ -66,8 +66,8 @@ bench: $(VENV)/.dev
 	bash bench/services.sh
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-## soak: mixed traffic, injected faults and server kills in both stake modes, then
-## settle_pending, reconcile --fix, check_ledger; bench/results/soak-latest.{json,md}
+## soak: mixed traffic, provider faults, server kills and a deploy, PostgreSQL and
+## Redis failures (its own instances) in both stake modes, then settle_pending,
+## reconcile --fix, check_ledger; bench/results/soak-latest.{json,md}
 soak: $(VENV)/.dev
-	bash bench/services.sh
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -419,6 +419,84 @@ def fault_table(fired: dict[str, int]) -> str:
     )
 
 
+def chaos_table(events: list[dict[str, Any]]) -> str:
+    """One row per fault: what it was, how long it took, and the recovery."""
+    rows = []
+    for event in events:
+        what = event.get("what", event.get("fault"))
+        if "drained_s" in event:
+            what += f" (drained in {event['drained_s']} s)"
+        rows.append(
+            [
+                event["at_s"],
+                what,
+                event.get("took_s"),
+                event.get("first_bet_accepted_after_s"),
+                f"{event.get('bets_in_flight')} "
+                f"{event.get('bets_in_flight_answers') or ''}",
+                _next_accepted(event),
+                event.get("blocking_answers_until_next_fault") or "none",
+                event.get("last_blocking_answer_after_s"),
+            ]
+        )
+    return _table(
+        [
+            "at s",
+            "fault",
+            "took",
+            "first bet accepted after",
+            "bets in flight (their answers)",
+            "their players' next bet accepted after (max)",
+            "blocking answers until the next fault",
+            "last one after",
+        ],
+        rows,
+    )
+
+
+def _next_accepted(event: dict[str, Any]) -> str:
+    longest = event.get("in_flight_next_bet_accepted_max_s")
+    never = event.get("in_flight_players_never_accepted")
+    text = "-" if longest is None else str(longest)
+    if never:
+        text += f"; {never} never before the traffic stopped"
+    return text
+
+
+def server_error_lines(errors: dict[str, Any]) -> list[str]:
+    if not errors:
+        return []
+    lines = [
+        f"5xx answers: {errors.get('total', 0)}, of which **500: "
+        f"{errors.get('500s', 0)}**."
+    ]
+    if errors.get("total"):
+        lines += [
+            "",
+            _table(
+                ["request", "5xx by kind"],
+                [[k, v] for k, v in errors.get("by_request", {}).items()],
+            ),
+        ]
+    return [*lines, ""]
+
+
+def block_lines(blocks: list[dict[str, Any]], players: int | None) -> list[str]:
+    if not blocks:
+        return ["No player was blocked.", ""]
+    top = blocks[0]
+    return [
+        f"Players blocked at some point: {players}. **Longest block: "
+        f"{top['seconds']} s** (player {top['player']} from {top['from_s']} s: "
+        f"{top['answers']}"
+        + ("" if top["unblocked"] else "; still blocked when the traffic stopped")
+        + "). The next longest: "
+        + ", ".join(f"{b['seconds']} s ({b['answers']})" for b in blocks[1:5])
+        + ".",
+        "",
+    ]
+
+
 def soak_markdown(result: dict[str, Any]) -> str:
     out = [
         "# Soak and fault report",
@@ -442,27 +520,20 @@ def soak_markdown(result: dict[str, Any]) -> str:
             f"## {mode['stake_mode']}: {'PASS' if mode.get('ok') else 'FAIL'}",
             "",
             f"{mode.get('traffic_s')} s of traffic from {mode.get('players')} "
-            f"players at {mode.get('concurrency')} concurrent clients; "
-            f"{mode.get('server_kills')} server kills (SIGKILL of the master and "
-            f"every worker, then a restart), {mode.get('worker_kills')} single "
-            "worker kills:",
+            f"players at {mode.get('concurrency')} concurrent clients. The faults, "
+            "and how the service came back after each (times in seconds from the "
+            "fault; a player is blocked by 409 BET_IN_PROGRESS, a 5xx or no "
+            "answer):",
             "",
-            *[
-                f"- at {event['at_s']} s: {event['what']}"
-                + (
-                    f" ({event['processes']} processes; answering again after "
-                    f"{event['down_s']} s)"
-                    if "down_s" in event
-                    else ""
-                )
-                for event in mode.get("chaos", [])
-            ],
+            chaos_table(mode.get("chaos", [])),
             "",
+            *server_error_lines(mode.get("server_errors", {})),
+            *block_lines(mode.get("longest_blocks", []), mode.get("players_blocked")),
             f"Idempotency-Key replays: {mode.get('idempotent_replays')}. Bets when "
             "the traffic stopped: "
-            f"{mode.get('before_settling', {}).get('bets_by_status')}; waited "
-            f"{mode.get('lease_wait_s')} s for the leases of killed "
-            "processes to expire.",
+            f"{mode.get('before_settling', {}).get('bets_by_status')}. "
+            f"**Waited {mode.get('lease_wait_s')} s** for the leases of killed "
+            "processes to expire before settle_pending.",
             "",
             "Requests:",
             "",
@@ -490,8 +561,8 @@ def soak_markdown(result: dict[str, Any]) -> str:
             )
         for step in mode.get("steps", []):
             out.append(
-                f"- `{step['command']}`: exit {step['exit_code']}: "
-                + " / ".join(step.get("summary", []))
+                f"- `{step['command']}`: exit {step['exit_code']} in "
+                f"{step.get('seconds')} s: " + " / ".join(step.get("summary", []))
             )
         final = mode.get("final", {})
         out += [

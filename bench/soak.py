@@ -1,8 +1,12 @@
-"""``make soak``: mixed traffic under injected faults and server crashes, in each
-``PROVIDER_STAKE_MODE``, then the operator commands must leave every account
-equal to the provider and every invariant intact.
+"""``make soak``: mixed traffic under injected faults, server crashes and deploys,
+and PostgreSQL and Redis failures, in each ``PROVIDER_STAKE_MODE``; then the
+operator commands must leave every account equal to the provider and every
+invariant intact.
 
-For each stake mode, on a fresh database ``betting_soak`` and Redis database 13:
+The soak brings its own PostgreSQL cluster (``initdb`` into ``bench/.run/soak-pg``,
+port 55433) and Redis server (port 56380), so that it can restart and kill them
+without touching the machine's shared servers. For each stake mode, on a fresh
+database ``betting_soak`` in that cluster and a flushed Redis:
 
 1. start the simulator (that stake mode) and the server under gunicorn, seed
    players (linked and funded at the simulator);
@@ -12,15 +16,23 @@ For each stake mode, on a fresh database ``betting_soak`` and Redis database 13:
    delays once short and once longer than the read timeout, 2 s here);
 3. run mixed traffic for ``--seconds``: bets with an ``Idempotency-Key`` (some
    replayed), balance reads, transaction and bet lists, results, recommendations;
-   meanwhile SIGKILL the whole server (master and workers) and restart it
-   ``--kills`` times, and SIGKILL single workers ``--worker-kills`` times;
-4. stop the faults, wait for the leases of killed processes to expire, then run
-   ``settle_pending``, ``reconcile --fix``, ``check_ledger`` and ``reconcile``,
-   and compare every account's ledger balance and every bet with the
-   simulator's own state.
+   meanwhile the ``--faults``, evenly spread: PostgreSQL restarted ``fast`` and
+   ``immediate``, Redis SIGKILLed and started again, the server SIGTERMed (a
+   deploy) and started again, the whole server SIGKILLed and restarted, single
+   workers SIGKILLed. A player whose bet is refused with 409
+   ``BET_IN_PROGRESS``, a 5xx or no answer bets again every 0.5 s until a bet is
+   accepted, so that how long players are blocked is measured closely;
+4. stop the faults, wait for the leases of killed processes to expire (the wait
+   is reported), then run ``settle_pending``, ``reconcile --fix``,
+   ``check_ledger`` and ``reconcile``, and compare every account's ledger
+   balance and every bet with the simulator's own state.
 
-Writes ``bench/results/soak-latest.json`` and ``.md``. Exit status 1 when any
-invariant fails.
+The report adds the 5xx answers by kind, the longest time a player was blocked
+and, per fault, the time to the first accepted bet after it and to the next
+accepted bet of each player who had one in flight. Writes
+``bench/results/soak-latest.json`` and ``.md``. Exit status 1 when any invariant
+fails, when any answer is a 500, or when a bet in flight at the SIGTERM got no
+answer.
 """
 
 import argparse
@@ -38,9 +50,10 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bench import loadgen, report
+from bench import loadgen, report, soak_metrics
 from bench.run import RESULTS, code_facts, machine_facts, step
 from bench.stack import ROOT, Stack, StackConfig
+from bench.stores import PgCluster, RedisServer
 
 FAULT_ENDPOINTS = [
     ("/bet", "POST"),
@@ -50,7 +63,21 @@ FAULT_ENDPOINTS = [
     ("/bet", "GET"),
 ]
 READ_TIMEOUT = 2.0
+PG_PORT, REDIS_PORT = 55433, 56380
+RETRY_BLOCKED = 0.5  # seconds between the bets of a blocked player
+DEFAULT_FAULTS = (
+    "pg-fast,server-kill,redis-kill,worker-kill,server-term,pg-immediate,"
+    "server-kill,worker-kill"
+)
 SHORT_DELAY, LONG_DELAY = 0.2, READ_TIMEOUT + 0.5
+FAULT_NAMES = (
+    "server-kill",
+    "server-term",
+    "worker-kill",
+    "pg-fast",
+    "pg-immediate",
+    "redis-kill",
+)
 MIX = [
     ("bet", 50),
     ("bet replay", 5),
@@ -65,7 +92,7 @@ MIX = [
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--seconds", type=float, default=150, help="traffic per stake mode"
+        "--seconds", type=float, default=180, help="traffic per stake mode"
     )
     parser.add_argument("--modes", default="debit_on_loss,debit_on_place")
     parser.add_argument("--players", type=int, default=100)
@@ -76,8 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.015,
         help="probability of each fault kind on each provider endpoint",
     )
-    parser.add_argument("--kills", type=int, default=2, help="whole-server kills")
-    parser.add_argument("--worker-kills", type=int, default=2)
+    parser.add_argument(
+        "--faults",
+        default=DEFAULT_FAULTS,
+        help="comma-separated, evenly spread over the traffic: "
+        + ", ".join(FAULT_NAMES),
+    )
     parser.add_argument("--balance", default="2000")
     parser.add_argument(
         "--drift-accounts",
@@ -89,7 +120,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="timestamped copies too")
     parser.add_argument("--output", default="soak-latest")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = {f.strip() for f in args.faults.split(",") if f.strip()} - set(
+        FAULT_NAMES
+    )
+    if unknown:
+        parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    return args
+
+
+class SoakStores:
+    """The soak's own PostgreSQL cluster and Redis server (``bench.stores``)."""
+
+    def __init__(self) -> None:
+        run = ROOT / "bench" / ".run"
+        self.postgres = PgCluster(run / "soak-pg", PG_PORT)
+        self.redis = RedisServer(run / "soak-redis", REDIS_PORT)
+
+    def start(self) -> "SoakStores":
+        self.postgres.create().start()
+        self.redis.start()
+        return self
+
+    def stop(self) -> None:
+        self.redis.stop()
+        self.postgres.destroy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Per stake mode: {args.seconds:g} s of mixed traffic from "
             f"{args.players} players at {args.concurrency} concurrent clients; every "
             f"fault kind at {args.fault_rate:.1%} on each provider endpoint; "
-            f"{args.kills} whole-server SIGKILLs with restart and "
-            f"{args.worker_kills} single-worker SIGKILLs; then settle_pending, "
+            f"these faults, evenly spread: {args.faults.replace(',', ', ')} "
+            f"(the soak's own PostgreSQL on port {PG_PORT} and Redis on port "
+            f"{REDIS_PORT}); then settle_pending, "
             "reconcile --fix, check_ledger, reconcile, and a comparison of every "
             "account and bet with the simulator's state. The provider read timeout "
             f"is {READ_TIMEOUT:g} s (long delays become timeouts) and provider "
@@ -116,13 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "modes": [],
     }
+    stores = SoakStores()
     try:
+        step(f"the soak's own PostgreSQL (port {PG_PORT}) and Redis ({REDIS_PORT})")
+        stores.start()
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            result["modes"].append(soak_mode(mode, args))
+            result["modes"].append(soak_mode(mode, args, stores))
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        stores.stop()
         result["ok"] = bool(result["modes"]) and all(
             mode.get("ok") for mode in result["modes"]
         )
@@ -141,11 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result["ok"] else 1
 
 
-def soak_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def soak_mode(
+    mode: str, args: argparse.Namespace, stores: SoakStores
+) -> dict[str, Any]:
     config = StackConfig(
         name=f"soak-{mode}",
         database="betting_soak",
-        redis_db=13,
+        redis_db=0,
+        pg_admin_url=stores.postgres.admin_url,
+        redis_base_url=stores.redis.url,
         simulator_port=18411,
         server_port=18412,
         stake_mode=mode,
@@ -159,18 +223,15 @@ def soak_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     entry: dict[str, Any] = {"stake_mode": mode, "players": args.players}
     with Stack(config) as stack:
-        step(f"[{mode}] fresh database betting_soak, Redis db 13, migrations")
+        step(f"[{mode}] fresh database betting_soak, flushed Redis, migrations")
         stack.prepare()
         stack.start()
         step(f"[{mode}] seeding {args.players} players")
         players = seed(stack, args)
         rules = install_faults(stack, args.fault_rate)
         entry["fault_rules"] = rules
-        step(
-            f"[{mode}] {args.seconds:g} s of mixed traffic, {args.kills} server "
-            f"kills, {args.worker_kills} worker kills"
-        )
-        traffic = asyncio.run(drive(stack, players, args))
+        step(f"[{mode}] {args.seconds:g} s of mixed traffic; faults: {args.faults}")
+        traffic = asyncio.run(drive(stack, stores, players, args))
         entry.update(traffic)
         fired = stack.control("GET", "faults")["faults"]
         entry["faults_fired"] = fault_counts(fired)
@@ -190,6 +251,7 @@ def soak_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         entry["final"], entry["failures"] = verify(
             stack, simulator, entry["steps"], entry["drift_injected"]
         )
+        entry["failures"] += traffic_failures(entry)
     entry["ok"] = not entry["failures"]
     step(f"[{mode}] {'PASS' if entry['ok'] else 'FAIL'}")
     return entry
@@ -277,14 +339,18 @@ def install_faults(stack: Stack, rate: float) -> int:
 
 
 async def drive(
-    stack: Stack, players: list[loadgen.Client], args: argparse.Namespace
+    stack: Stack,
+    stores: "SoakStores",
+    players: list[loadgen.Client],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     base = stack.server_url
     seconds = args.seconds
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    answers: list[soak_metrics.Answer] = []
     replays = Counter()
-    transport_errors = [0]
-    end = time.monotonic() + seconds
+    begin = time.monotonic()
+    end = begin + seconds
     groups = [players[i :: args.concurrency] for i in range(args.concurrency)]
     names = [name for name, _ in MIX]
     weights = [weight for _, weight in MIX]
@@ -313,112 +379,157 @@ async def drive(
                 return f"{status} {data['status']}"
         return str(status)
 
-    async def user(session, own: list[loadgen.Client], rng: random.Random) -> None:
-        while time.monotonic() < end:
-            client = rng.choice(own)
-            action = rng.choices(names, weights)[0]
-            try:
-                if action in ("bet", "bet replay"):
-                    key = uuid.uuid4().hex
-                    body = {"amount": rng.randint(1, 5)}
-                    status, (data, _) = await request(
-                        session,
-                        "POST",
-                        "/api/bets",
-                        client,
-                        json=body,
-                        headers={"Idempotency-Key": key},
-                    )
-                    outcomes["POST /api/bets"][label(status, data)] += 1
-                    if status == 201 and isinstance(data, dict):
-                        client.last_bet_id = data.get("id")
-                    if action == "bet replay" and status in (201, 502):
-                        again, (replayed, headers) = await request(
-                            session,
-                            "POST",
-                            "/api/bets",
-                            client,
-                            json=body,
-                            headers={"Idempotency-Key": key},
-                        )
-                        same = again == status and replayed == data
-                        flagged = headers.get("Idempotent-Replayed") == "true"
-                        replays["same answer" if same and flagged else "different"] += 1
-                elif action == "balance":
-                    status, (data, _) = await request(
-                        session, "GET", "/api/balance", client
-                    )
-                    outcomes["GET /api/balance"][label(status, data)] += 1
-                elif action == "transactions":
-                    status, (data, _) = await request(
-                        session, "GET", "/api/transactions?page=1&limit=10", client
-                    )
-                    outcomes["GET /api/transactions"][label(status, data)] += 1
-                elif action == "result" and client.last_bet_id:
-                    status, (data, _) = await request(
-                        session, "GET", f"/api/bets/result/{client.last_bet_id}", client
-                    )
-                    outcomes["GET /api/bets/result/{id}"][label(status, data)] += 1
-                elif action == "bets list":
-                    status, (data, _) = await request(
-                        session, "GET", "/api/bets?status=pending", client
-                    )
-                    outcomes["GET /api/bets"][label(status, data)] += 1
-                elif action == "recommended":
-                    status, (data, _) = await request(
-                        session, "GET", "/api/bets/recommended", client
-                    )
-                    outcomes["GET /api/bets/recommended"][label(status, data)] += 1
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                transport_errors[0] += 1
-                outcomes["transport errors"][type(exc).__name__] += 1
-                await asyncio.sleep(0.3)
-
-    async def chaos() -> dict[str, Any]:
-        """Kill the whole server at 1/4 and 2/4 of the run (for two kills),
-        restarting it at once, and single workers in between."""
-        events = []
-        slots = args.kills + 2
-        kill_times = [seconds * (i + 1) / slots for i in range(args.kills)]
-        worker_times = [seconds * (i + 1.5) / slots for i in range(args.worker_kills)]
-        plan = sorted(
-            [(t, "server") for t in kill_times] + [(t, "worker") for t in worker_times]
+    async def timed(
+        name: str, client: loadgen.Client, method: str, path: str, **kwargs
+    ) -> tuple[int, Any]:
+        """One request, counted and kept as an ``Answer`` (a transport error
+        too, as status 0)."""
+        sent = time.monotonic()
+        try:
+            status, (data, headers) = await request(
+                session_holder[0], method, path, client, **kwargs
+            )
+            text = label(status, data)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            status, data, headers = 0, None, {}
+            text = f"0 {type(exc).__name__}"
+            outcomes["transport errors"][type(exc).__name__] += 1
+        else:
+            outcomes[name][text] += 1
+        answers.append(
+            soak_metrics.Answer(
+                start=sent - begin,
+                end=time.monotonic() - begin,
+                player=client.user_id,
+                request=name,
+                status=status,
+                label=text,
+            )
         )
-        begin = time.monotonic()
-        for at, what in plan:
-            await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
-            if what == "server":
-                killed = await asyncio.to_thread(stack.kill_server)
-                down = time.monotonic()
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(stack.start_server)
-                events.append(
-                    {
-                        "at_s": round(at, 1),
-                        "what": "SIGKILL master and workers, restart",
-                        "processes": killed,
-                        "down_s": round(time.monotonic() - down, 1),
-                    }
+        return status, (data, headers)
+
+    async def bet(client: loadgen.Client, rng: random.Random, replay: bool) -> bool:
+        """A bet (and with ``replay`` the same request again); answers whether
+        the player is blocked (see ``soak_metrics``)."""
+        key = uuid.uuid4().hex
+        body = {"amount": rng.randint(1, 5)}
+        status, (data, _) = await timed(
+            soak_metrics.BET,
+            client,
+            "POST",
+            "/api/bets",
+            json=body,
+            headers={"Idempotency-Key": key},
+        )
+        if status == 201 and isinstance(data, dict):
+            client.last_bet_id = data.get("id")
+        if replay and status in (201, 502):
+            again, (replayed, headers) = await timed(
+                "POST /api/bets (replay)",
+                client,
+                "POST",
+                "/api/bets",
+                json=body,
+                headers={"Idempotency-Key": key},
+            )
+            same = again == status and replayed == data
+            flagged = headers.get("Idempotent-Replayed") == "true"
+            replays["same answer" if same and flagged else "different"] += 1
+        text = label(status, data) if status else "0"
+        return status == 0 or status >= 500 or text == "409 BET_IN_PROGRESS"
+
+    async def user(own: list[loadgen.Client], rng: random.Random) -> None:
+        # A blocked player bets again every RETRY_BLOCKED seconds until a bet is
+        # accepted, so that how long they were blocked is measured closely; the
+        # client's other players carry on meanwhile.
+        retry_at: dict[str, float] = {}
+        while time.monotonic() < end:
+            now = time.monotonic()
+            due = [c for c in own if retry_at.get(c.user_id, end) <= now]
+            if due:
+                client = due[0]
+                action = "bet"
+            else:
+                free = [c for c in own if c.user_id not in retry_at]
+                if not free:
+                    await asyncio.sleep(0.05)
+                    continue
+                client = rng.choice(free)
+                action = rng.choices(names, weights)[0]
+            if action in ("bet", "bet replay"):
+                if await bet(client, rng, action == "bet replay"):
+                    retry_at[client.user_id] = time.monotonic() + RETRY_BLOCKED
+                else:
+                    retry_at.pop(client.user_id, None)
+                continue
+            if action == "balance":
+                status, _ = await timed(
+                    "GET /api/balance", client, "GET", "/api/balance"
+                )
+            elif action == "transactions":
+                status, _ = await timed(
+                    "GET /api/transactions",
+                    client,
+                    "GET",
+                    "/api/transactions?page=1&limit=10",
+                )
+            elif action == "result" and client.last_bet_id:
+                status, _ = await timed(
+                    "GET /api/bets/result/{id}",
+                    client,
+                    "GET",
+                    f"/api/bets/result/{client.last_bet_id}",
+                )
+            elif action == "bets list":
+                status, _ = await timed(
+                    "GET /api/bets", client, "GET", "/api/bets?status=pending"
+                )
+            elif action == "recommended":
+                status, _ = await timed(
+                    "GET /api/bets/recommended",
+                    client,
+                    "GET",
+                    "/api/bets/recommended",
                 )
             else:
-                pid = await asyncio.to_thread(stack.kill_worker)
-                events.append(
-                    {"at_s": round(at, 1), "what": "SIGKILL one worker", "pid": pid}
-                )
-        return {"events": events}
+                continue
+            if status == 0:
+                await asyncio.sleep(0.3)
+
+    async def chaos() -> list[dict[str, Any]]:
+        """The faults of ``--faults``, evenly spread over the traffic."""
+        events = []
+        plan = [f.strip() for f in args.faults.split(",") if f.strip()]
+        for index, what in enumerate(plan):
+            at = seconds * (index + 1) / (len(plan) + 1)
+            await asyncio.sleep(max(0.0, begin + at - time.monotonic()))
+            struck = time.monotonic() - begin
+            event = await asyncio.to_thread(inject, what, stack, stores)
+            events.append(
+                {
+                    "at_s": round(struck, 2),
+                    "fault": what,
+                    **event,
+                    "took_s": round(time.monotonic() - begin - struck, 2),
+                }
+            )
+        return events
 
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        session_holder = [session]
         chaos_task = asyncio.create_task(chaos())
         await asyncio.gather(
             *(
-                user(session, group, random.Random(index))
+                user(group, random.Random(index))
                 for index, group in enumerate(groups)
                 if group
             )
         )
         chaos_events = await chaos_task
+    traffic_end = time.monotonic() - begin
     total = sum(sum(counter.values()) for counter in outcomes.values())
+    found_blocks = soak_metrics.blocks(answers, traffic_end)
     return {
         "traffic_s": seconds,
         "concurrency": args.concurrency,
@@ -431,18 +542,44 @@ async def drive(
             for name, counter in sorted(outcomes.items())
         },
         "idempotent_replays": dict(replays),
-        "server_kills": sum(
-            1
-            for event in chaos_events["events"]
-            if event["what"].startswith("SIGKILL m")
-        ),
-        "worker_kills": sum(
-            1
-            for event in chaos_events["events"]
-            if event["what"] == "SIGKILL one worker"
-        ),
-        "chaos": chaos_events["events"],
+        "server_errors": soak_metrics.server_errors(answers),
+        "longest_blocks": found_blocks[:5],
+        "players_blocked": len({block["player"] for block in found_blocks}),
+        "chaos": soak_metrics.recovery(answers, chaos_events, traffic_end),
     }
+
+
+FAULTS = {
+    "server-kill": "SIGKILL the gunicorn master and every worker, restart",
+    "server-term": "SIGTERM the gunicorn master (a deploy), start again",
+    "worker-kill": "SIGKILL one gunicorn worker",
+    "pg-fast": "PostgreSQL restarted: pg_ctl -m fast restart",
+    "pg-immediate": "PostgreSQL crashed and restarted: pg_ctl -m immediate restart",
+    "redis-kill": "Redis SIGKILLed (its data lost), started again 1 s later",
+}
+
+
+def inject(what: str, stack: Stack, stores: "SoakStores") -> dict[str, Any]:
+    """Do one fault; answers what it did."""
+    event: dict[str, Any] = {"what": FAULTS[what]}
+    if what == "server-kill":
+        event["processes"] = stack.kill_server()
+        time.sleep(1.0)
+        stack.start_server()
+    elif what == "server-term":
+        event["drained_s"] = round(stack.terminate_server(), 2)
+        stack.start_server()
+    elif what == "worker-kill":
+        event["pid"] = stack.kill_worker()
+    elif what in ("pg-fast", "pg-immediate"):
+        stores.postgres.restart(what.removeprefix("pg-"))
+    elif what == "redis-kill":
+        stores.redis.kill()
+        time.sleep(1.0)
+        stores.redis.start()
+    else:  # pragma: no cover - parse_args refuses it
+        raise ValueError(what)
+    return event
 
 
 # --- after the traffic ----------------------------------------------------------------
@@ -514,7 +651,33 @@ def inject_drift(stack: Stack, count: int) -> list[dict[str, str]]:
     return moved
 
 
+def traffic_failures(entry: dict[str, Any]) -> list[str]:
+    """What the traffic itself must not show, each on its own line."""
+    failures = []
+    errors = entry.get("server_errors", {})
+    if errors.get("500s"):
+        failures.append(
+            f"{errors['500s']} answers were 500 (never for a failure of a store "
+            f"or the provider): {errors.get('by_request')}"
+        )
+    for event in entry.get("chaos", []):
+        if event["fault"] != "server-term":
+            continue
+        cut = {
+            label: n
+            for label, n in event["bets_in_flight_answers"].items()
+            if label.startswith("0 ")
+        }
+        if cut:
+            failures.append(
+                f"bets in flight at the SIGTERM at {event['at_s']} s got no "
+                f"answer: {cut}"
+            )
+    return failures
+
+
 def command(stack: Stack, *args: str) -> dict[str, Any]:
+    started = time.monotonic()
     done = stack.manage(*args)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     errors = [line for line in done.stderr.splitlines() if line.strip()]
@@ -522,6 +685,7 @@ def command(stack: Stack, *args: str) -> dict[str, Any]:
     return {
         "command": " ".join(args),
         "exit_code": done.returncode,
+        "seconds": round(time.monotonic() - started, 1),
         "summary": lines[-2:] + (errors[-2:] if done.returncode else []),
         "line_counts": {
             key: counts[key]
