@@ -2,9 +2,9 @@
 betting_site.wsgi``). Every value can be changed through the environment.
 
 Workers are ``gthread``: most of a request's time is spent waiting on the provider
-(read timeout 10 s, a bet makes up to 3-4 calls), so threads keep a worker useful
-while one request waits, and the main thread of each worker keeps heart-beating to
-the arbiter however long a request takes.
+(read timeout 10 s, a bet makes up to 4 calls, each retried), so threads keep a
+worker useful while one request waits, and the main thread of each worker keeps
+heart-beating to the arbiter however long a request takes.
 """
 
 import os
@@ -38,14 +38,18 @@ worker_class = "gthread"
 workers = _int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 8))
 threads = _int("GUNICORN_THREADS", 4)
 # A worker that does not heart-beat for this long is killed. With gthread the main
-# thread beats even while request threads wait, so this catches a wedged process,
-# not a slow request. 60 s: above the worst provider chain of one bet (auth, place,
-# result, maybe a balance read: 3-4 calls of up to 3 s connect + 10 s read each).
+# thread beats while request threads wait, and while a stopping worker drains, so
+# this catches a wedged process, not a slow request.
 timeout = _int("GUNICORN_TIMEOUT", 60)
 # On SIGTERM (deploys, max_requests) running requests get this long to finish, so
-# a bet is not cut between placing and booking its result. Give the container at
-# least this much before SIGKILL (compose: stop_grace_period).
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 60)
+# a bet is not cut between placing and booking its result. 180 s covers the
+# longest bet with the default settings (174 s: the 2 s lease wait, then auth,
+# place, result and a balance read, each up to 3 attempts of 3 s connect + 10 s
+# read with 2 s between them); `manage.py check --deploy` recomputes it from the
+# settings (betting_site.E002). A worker exits as soon as its requests are done:
+# this is only the ceiling. Give the container longer before SIGKILL (compose:
+# stop_grace_period).
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 180)
 # Recycle workers now and then (slow leaks), jittered so they do not all restart
 # at once.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)

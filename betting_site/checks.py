@@ -4,6 +4,7 @@ Missing secrets already stop the settings module from loading; these catch what
 is legal Python but wrong to deploy (run by ``manage.py check --deploy``).
 """
 
+import runpy
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,3 +69,32 @@ def check_production_settings(
             )
         )
     return problems
+
+
+@register(deploy=True)
+def check_graceful_timeout(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    """gunicorn's ``graceful_timeout`` (as ``gunicorn.conf.py`` reads it from this
+    environment) must cover the longest bet: on SIGTERM a worker waits that long
+    for its running requests, then is killed, and a bet killed between sending
+    POST /bet and booking its answer is left ``unknown``."""
+    from betting.services.placement import bet_longest
+
+    conf_file = settings.BASE_DIR / "gunicorn.conf.py"
+    if not conf_file.exists():
+        return []
+    graceful = float(runpy.run_path(str(conf_file)).get("graceful_timeout", 30))
+    longest = bet_longest()
+    if graceful >= longest:
+        return []
+    return [
+        Error(
+            f"gunicorn's graceful_timeout ({graceful:g} s) is shorter than the "
+            f"longest bet ({longest:g} s: the lease wait and four provider calls "
+            "at their timeouts, with their retries)",
+            hint=f"Set GUNICORN_GRACEFUL_TIMEOUT to at least {longest:g}, or lower "
+            "EXTERNAL_API_*_TIMEOUT or PROVIDER_*_RETRIES.",
+            id="betting_site.E002",
+        )
+    ]

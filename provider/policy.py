@@ -166,6 +166,27 @@ class RetryPolicy:
             return Decision(retry=True, delay=result.retry_after)
         return Decision(retry=True, delay=self.backoff(attempt - 1))
 
+    def longest(self, call: Call, *, attempt_seconds: float) -> float:
+        """The longest ``call`` can take, retries included: every attempt its full
+        ``attempt_seconds`` (connect plus read timeout; a 429 too may come that
+        late) and every wait its longest (the backoff's ceiling, or the longest
+        ``Retry-After`` waited in-line)."""
+        retries = self.read_retries if call.is_read else self.write_retries
+        waits = sum(
+            max(min(self.backoff_max, self.backoff_base * 2**n), self.retry_after_max)
+            for n in range(retries)
+        )
+        return (retries + 1) * attempt_seconds + waits
+
     def wait(self, delay: float) -> None:
         if delay > 0:
             self.sleep(delay)
+
+
+def call_longest(call: Call) -> float:
+    """``RetryPolicy.longest`` for the configured policy and timeouts."""
+    return RetryPolicy.from_settings().longest(
+        call,
+        attempt_seconds=settings.EXTERNAL_API_CONNECT_TIMEOUT
+        + settings.EXTERNAL_API_READ_TIMEOUT,
+    )

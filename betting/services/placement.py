@@ -37,10 +37,16 @@ from betting_site.metrics import BET_PLACED, BET_UNKNOWN, bet_outcome_record
 from betting_site.money import MoneyInvalid, money_parse
 from provider.client import ProviderClient
 from provider.exceptions import ProviderError, ProviderOutcomeUnknown
+from provider.policy import AUTH, BALANCE_READ, BET_PLACE, BET_RESULT, call_longest
 from wallet.ledger import ledger_post, stake_hold, wallet_lock
 from wallet.models import Transaction
 
 logger = logging.getLogger(__name__)
+
+# The provider calls of one bet: a session when the cached one ran out (once at
+# most, a bet being far shorter than a session), the bet, its result, and the
+# balance read to compare after it.
+BET_CALLS = (AUTH, BET_PLACE, BET_RESULT, BALANCE_READ)
 
 
 class _Opening(TypedDict):
@@ -157,6 +163,18 @@ def _bet_send(
     if settle and bet.status == Bet.Status.PENDING:
         bet = result_fetch(bet=bet, client=client, lease=lease)
     return Placed(bet=bet, provider_response=placed.raw_dict())
+
+
+def bet_longest() -> float:
+    """The longest one bet can take, in seconds: the wait for the user's lease,
+    then every provider call of the bet at its slowest, retries included. A
+    graceful shutdown must wait at least this long, or a deploy cuts bets between
+    sending them and booking their answer (``betting_site.checks``).
+
+    A bet that first settles the user's earlier open bet (left by a crash) adds
+    that settlement's calls (``open_bets_resolve``); it is not counted here."""
+    lock_wait = float(settings.BET_LOCK_WAIT)
+    return lock_wait + sum(call_longest(call) for call in BET_CALLS)
 
 
 def bet_amount_validate(amount: Any) -> Decimal:

@@ -176,7 +176,7 @@ def test_gunicorn_conf_defaults(gunicorn_conf):
     assert 2 <= conf["workers"] <= 8
     assert conf["bind"] == ["0.0.0.0:8000"]
     assert conf["timeout"] >= 30
-    assert conf["graceful_timeout"] >= 30
+    assert conf["graceful_timeout"] >= 60
     assert conf["max_requests"] > 0
     assert conf["max_requests_jitter"] > 0
     assert conf["accesslog"] == "-"
@@ -189,6 +189,32 @@ def test_gunicorn_conf_defaults(gunicorn_conf):
         config.set(name, conf[name])
     assert config.logger_class is JsonLogger
     assert config.worker_class_str == "gthread"
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)s", value.strip())
+    assert match, value
+    return float(match.group(1))
+
+
+def test_every_stop_waits_for_the_longest_bet(gunicorn_conf, services, monkeypatch):
+    """gunicorn's graceful timeout covers the longest bet with the default
+    settings; compose gives it longer before SIGKILL, and nginx waits that long
+    for an answer."""
+    from betting.services.placement import bet_longest
+
+    monkeypatch.delenv("GUNICORN_GRACEFUL_TIMEOUT", raising=False)
+    assert settings.EXTERNAL_API_CONNECT_TIMEOUT == 3.0, "the default"
+    assert settings.EXTERNAL_API_READ_TIMEOUT == 10.0, "the default"
+    longest = bet_longest()
+    graceful = gunicorn_conf()["graceful_timeout"]
+    assert longest <= graceful
+    for name in ("web1", "web2", "scheduler"):
+        assert _seconds(services[name]["stop_grace_period"]) > graceful, name
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    read_timeout = re.search(r"^\s*proxy_read_timeout (\S+);", conf, re.M)
+    assert read_timeout
+    assert _seconds(read_timeout.group(1)) >= longest
 
 
 def test_gunicorn_conf_from_the_environment(gunicorn_conf):

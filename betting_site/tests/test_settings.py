@@ -88,6 +88,25 @@ def test_deploy_checks_flag_unsafe_production_config(settings):
     assert check_production_settings(None) == []
 
 
+def test_deploy_check_wants_a_graceful_timeout_that_covers_the_longest_bet(
+    settings, monkeypatch
+):
+    from betting.services.placement import bet_longest
+    from betting_site.checks import check_graceful_timeout
+
+    monkeypatch.delenv("GUNICORN_GRACEFUL_TIMEOUT", raising=False)
+    assert check_graceful_timeout(None) == []  # the shipped default covers it
+    monkeypatch.setenv("GUNICORN_GRACEFUL_TIMEOUT", "60")
+    (problem,) = check_graceful_timeout(None)
+    assert problem.id == "betting_site.E002"
+    assert "(60 s) is shorter than the longest bet (174 s" in problem.msg
+    # Shorter provider timeouts make a shorter bet, which 60 s then covers.
+    settings.EXTERNAL_API_CONNECT_TIMEOUT = 1.0
+    settings.EXTERNAL_API_READ_TIMEOUT = 2.0
+    assert bet_longest() == 2 + 4 * (3 * 3 + 2 + 2)
+    assert check_graceful_timeout(None) == []
+
+
 def test_env_example_lists_every_variable_the_settings_read():
     import re
 

@@ -166,3 +166,29 @@ class TestDecide:
         policy.wait(0.25)
         policy.wait(0)
         assert sleeps == [0.25]
+
+
+def test_longest_call_is_every_attempt_at_its_timeout_and_every_wait_at_its_most():
+    policy = make_policy(read_retries=2, write_retries=1, backoff_max=0.3)
+    # Waits: the larger of the backoff's ceiling (0.1, 0.2) and Retry-After's (2).
+    assert policy.longest(AUTH, attempt_seconds=13) == 3 * 13 + 2 + 2
+    assert policy.longest(BET_PLACE, attempt_seconds=13) == 2 * 13 + 2
+    policy = make_policy(retry_after_max=0.0, backoff_max=5.0, backoff_base=1.0)
+    assert policy.longest(BALANCE_READ, attempt_seconds=1) == 3 * 1 + 1 + 2
+    assert make_policy(read_retries=0).longest(AUTH, attempt_seconds=4) == 4
+
+
+def test_call_longest_follows_the_settings(settings):
+    from provider.policy import call_longest
+
+    settings.EXTERNAL_API_CONNECT_TIMEOUT = 3.0
+    settings.EXTERNAL_API_READ_TIMEOUT = 10.0
+    settings.PROVIDER_READ_RETRIES = 2
+    settings.PROVIDER_WRITE_RETRIES = 2
+    settings.PROVIDER_BACKOFF_BASE = 0.1
+    settings.PROVIDER_BACKOFF_MAX = 2.0
+    settings.PROVIDER_RETRY_AFTER_MAX = 2.0
+    assert call_longest(BET_RESULT) == 43.0
+    settings.EXTERNAL_API_READ_TIMEOUT = 2.0
+    settings.PROVIDER_WRITE_RETRIES = 0
+    assert call_longest(BET_RESULT) == 5.0
