@@ -527,13 +527,28 @@ def soak_markdown(result: dict[str, Any]) -> str:
             "",
             chaos_table(mode.get("chaos", [])),
             "",
+            "Recovery targets (measured; only the 500s and a cut bet fail the soak):",
+            "",
+            _table(
+                ["target", "measured", "met"],
+                [
+                    [row["target"], row["figure"], _met(row["met"])]
+                    for row in mode.get("targets", [])
+                ],
+            ),
+            "",
             *server_error_lines(mode.get("server_errors", {})),
             *block_lines(mode.get("longest_blocks", []), mode.get("players_blocked")),
             f"Idempotency-Key replays: {mode.get('idempotent_replays')}. Bets when "
             "the traffic stopped: "
             f"{mode.get('before_settling', {}).get('bets_by_status')}. "
-            f"**Waited {mode.get('lease_wait_s')} s** for the leases of killed "
-            "processes to expire before settle_pending.",
+            f"Provider leases still held: {mode.get('leases_held_after_traffic')}; "
+            + (
+                "settle_pending ran without waiting for them."
+                if mode.get("lease_wait_s") is None
+                else f"**waited {mode.get('lease_wait_s')} s** for those of killed "
+                "processes to expire before settle_pending."
+            ),
             "",
             "Requests:",
             "",

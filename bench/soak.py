@@ -109,6 +109,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated, evenly spread over the traffic: "
         + ", ".join(FAULT_NAMES),
     )
+    parser.add_argument(
+        "--lease-wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the leases of killed processes to expire before "
+        "settle_pending (--no-lease-wait: settle_pending right away, as an "
+        "operator would after a crash)",
+    )
     parser.add_argument("--balance", default="2000")
     parser.add_argument(
         "--drift-accounts",
@@ -242,8 +250,12 @@ def soak_mode(
         entry["faults_fired_total"] = sum(rule["fired"] for rule in fired)
         stack.control("DELETE", "faults")
         entry["before_settling"] = database_state(stack)
-        step(f"[{mode}] waiting for the leases of killed processes to expire")
-        entry["lease_wait_s"] = wait_for_leases(stack)
+        entry["leases_held_after_traffic"] = leases_held(stack)
+        if args.lease_wait:
+            step(f"[{mode}] waiting for the leases of killed processes to expire")
+            entry["lease_wait_s"] = wait_for_leases(stack)
+        else:
+            entry["lease_wait_s"] = None
         step(f"[{mode}] settle_pending, reconcile --fix, check_ledger, reconcile")
         entry["steps"] = operator_steps(stack, players, args.drift_accounts, entry)
         step(f"[{mode}] comparing every account and bet with the simulator")
@@ -252,6 +264,7 @@ def soak_mode(
             stack, simulator, entry["steps"], entry["drift_injected"]
         )
         entry["failures"] += traffic_failures(entry)
+        entry["targets"] = targets(entry)
     entry["ok"] = not entry["failures"]
     step(f"[{mode}] {'PASS' if entry['ok'] else 'FAIL'}")
     return entry
@@ -596,19 +609,29 @@ def database_state(stack: Stack) -> dict[str, Any]:
     return {"bets_by_status": bets, "needs_attention": attention}
 
 
-def wait_for_leases(stack: Stack, limit: float = 90) -> float:
-    """Wait until no provider lease is held (a killed process's lease expires by
-    itself after PROVIDER_LEASE_TTL); answers the seconds waited."""
-    started = time.monotonic()
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        while time.monotonic() - started < limit:
-            held = conn.execute(
+def leases_held(stack: Stack) -> int | None:
+    """Provider leases held now (None when the table cannot be read so)."""
+    try:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            return conn.execute(
                 "SELECT count(*) FROM provider_leases "
                 "WHERE holder <> '' AND expires_at > now()"
             ).fetchone()[0]
-            if not held:
-                break
-            time.sleep(1)
+    except psycopg.Error:
+        return None
+
+
+def wait_for_leases(stack: Stack, limit: float = 90) -> float | None:
+    """Wait until no provider lease is held (a killed process's lease expires by
+    itself after PROVIDER_LEASE_TTL); answers the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        held = leases_held(stack)
+        if held is None:
+            return None
+        if not held:
+            break
+        time.sleep(0.5)
     return round(time.monotonic() - started, 1)
 
 
@@ -649,6 +672,77 @@ def inject_drift(stack: Stack, count: int) -> list[dict[str, str]]:
             {"account": account["user_id"], "from": str(before), "to": str(after)}
         )
     return moved
+
+
+NEXT_BET_WITHIN = 5.0  # the issue's target after a crash or a database restart
+
+
+def targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recovery targets, measured (they do not decide the verdict, except
+    where ``traffic_failures`` says so)."""
+    rows = []
+    errors = entry.get("server_errors", {})
+    rows.append(
+        {
+            "target": "no 500 answer",
+            "figure": f"{errors.get('500s')} of {errors.get('total')} 5xx",
+            "met": not errors.get("500s"),
+        }
+    )
+    grace = 3 * READ_TIMEOUT if entry["stake_mode"] == "debit_on_place" else 0.0
+    limit = NEXT_BET_WITHIN + grace
+    for event in entry.get("chaos", []):
+        if event["fault"] == "server-term":
+            cut = sum(
+                n
+                for label, n in event["bets_in_flight_answers"].items()
+                if label.startswith("0 ")
+            )
+            rows.append(
+                {
+                    "target": f"SIGTERM at {event['at_s']:g} s: every bet in "
+                    "flight answered",
+                    "figure": f"{event['bets_in_flight'] - cut} of "
+                    f"{event['bets_in_flight']}",
+                    "met": not cut,
+                }
+            )
+        if event["fault"] in ("server-kill", "pg-fast", "pg-immediate"):
+            longest = event["in_flight_next_bet_accepted_max_s"]
+            never = event["in_flight_players_never_accepted"]
+            figure = "no bet in flight" if longest is None and not never else ""
+            if longest is not None:
+                figure = f"{longest:g} s"
+            if never:
+                figure += f"; {never} not before the traffic stopped"
+            rows.append(
+                {
+                    "target": f"{event['fault']} at {event['at_s']:g} s: players "
+                    f"with a bet in flight bet again within {limit:g} s"
+                    + (f" ({NEXT_BET_WITHIN:g} + BET_UNKNOWN_GRACE)" if grace else ""),
+                    "figure": figure,
+                    "met": not never and (longest or 0) <= limit,
+                }
+            )
+    settle = [
+        s for s in entry.get("steps", []) if s["command"].startswith("settle_pending")
+    ]
+    if settle:
+        rows.append(
+            {
+                "target": "settle_pending after the traffic exits 0 at its first run",
+                "figure": ", ".join(
+                    f"exit {s['exit_code']} in {s['seconds']:g} s" for s in settle
+                )
+                + (
+                    f", after a lease wait of {entry['lease_wait_s']:g} s"
+                    if entry.get("lease_wait_s") is not None
+                    else ", without a lease wait"
+                ),
+                "met": settle[0]["exit_code"] == 0,
+            }
+        )
+    return rows
 
 
 def traffic_failures(entry: dict[str, Any]) -> list[str]:

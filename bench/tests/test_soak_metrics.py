@@ -4,7 +4,7 @@ answers: nothing is started."""
 import pytest
 
 from bench import report, soak_metrics
-from bench.soak import parse_args, traffic_failures
+from bench.soak import parse_args, targets, traffic_failures
 from bench.soak_metrics import BET, Answer
 
 
@@ -113,7 +113,7 @@ def test_the_report_shows_the_recovery_the_5xx_and_the_longest_block(tmp_path):
     assert "| 10 | PG | - | 2 |" in markdown
     assert "of which **500: 0**" in markdown
     assert "**Longest block: 3.0 s**" in markdown
-    assert "**Waited 12.5 s**" in markdown
+    assert "**waited 12.5 s**" in markdown
 
 
 def test_unknown_faults_are_refused(capsys):
@@ -122,3 +122,37 @@ def test_unknown_faults_are_refused(capsys):
         parse_args(["--faults", "pg-slow"])
     assert exited.value.code == 2
     assert "unknown faults: pg-slow" in capsys.readouterr().err
+
+
+def test_targets_after_crashes_allow_the_unknown_grace_in_debit_on_place():
+    def fault(name, longest, never=0, answers=None):
+        return {
+            "fault": name,
+            "at_s": 20.0,
+            "in_flight_next_bet_accepted_max_s": longest,
+            "in_flight_players_never_accepted": never,
+            "bets_in_flight": sum((answers or {}).values()),
+            "bets_in_flight_answers": answers or {},
+        }
+
+    entry = {
+        "stake_mode": "debit_on_loss",
+        "server_errors": {"500s": 0, "total": 4},
+        "chaos": [
+            fault("pg-fast", 4.0),
+            fault("server-kill", 8.0),
+            fault("pg-immediate", 1.0, never=1),
+            fault("server-term", 2.0, answers={"201 completed": 3, "0 X": 1}),
+            fault("worker-kill", 30.0),
+        ],
+        "steps": [{"command": "settle_pending --wait 5", "exit_code": 0, "seconds": 3}],
+        "lease_wait_s": 41.0,
+    }
+    rows = targets(entry)
+    assert [row["met"] for row in rows] == [True, True, False, False, False, True]
+    assert rows[3]["figure"] == "1 s; 1 not before the traffic stopped"
+    assert rows[4]["figure"] == "3 of 4"
+    assert rows[5]["figure"] == "exit 0 in 3 s, after a lease wait of 41 s"
+    entry["stake_mode"] = "debit_on_place"  # 5 s + BET_UNKNOWN_GRACE (6 s)
+    assert targets(entry)[2]["met"]
+    assert "within 11 s (5 + BET_UNKNOWN_GRACE)" in targets(entry)[2]["target"]
