@@ -13,6 +13,17 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(autouse=True)
+def _no_lease_keeper_thread(settings):
+    """Tests run the keeper's rounds themselves (``betting.keeper.beat``); a
+    thread of its own would write beside a test's transaction."""
+    settings.LEASE_KEEPER_THREAD = False
+    yield
+    from betting import keeper
+
+    keeper.reset()
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
     yield

@@ -14,6 +14,7 @@ from auditlog.models import ApiLog
 from auditlog.services import api_log_batch, api_log_record
 from betting_site.api.client_ip import client_ip
 from betting_site.api.envelope import error_response, is_api_path, request_id_of
+from betting_site.database import committed_scope
 from betting_site.last_commit import LastCommitFailed, request_last_commit
 
 logger = logging.getLogger(__name__)
@@ -56,17 +57,19 @@ class InboundApiLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not is_api_path(request.path_info):
             return self.get_response(request)
-        try:
-            with request_last_commit():
-                return self._logged(request)
-        except LastCommitFailed as exc:
-            return error_response(
-                request,
-                status=exc.http_status,
-                code=exc.code,
-                message=exc.message,
-                headers=exc.headers,
-            )
+        with committed_scope():
+            try:
+                with request_last_commit():
+                    return self._logged(request)
+            except LastCommitFailed as exc:
+                return error_response(
+                    request,
+                    status=exc.http_status,
+                    code=exc.code,
+                    message=exc.message,
+                    details=exc.details,
+                    headers=exc.headers,
+                )
 
     def _logged(self, request: HttpRequest) -> HttpResponse:
         with api_log_batch():

@@ -21,6 +21,7 @@ from django.db import DataError, IntegrityError, connections, models, transactio
 from django.utils import timezone
 
 from auditlog.models import ApiLog
+from betting_site.database import is_unreachable
 from betting_site.logging import request_id_var
 from betting_site.redaction import redact, redact_text
 
@@ -140,8 +141,9 @@ def _flush(rows: list[ApiLog]) -> None:
                 lost.append(row)
         if lost:
             _flush_failed(lost, exc_info=False)
-    except Exception:
-        _flush_failed(batch, exc_info=True)
+    except Exception as exc:
+        # The database unreachable is no bug: one line, not a traceback each time.
+        _flush_failed(batch, exc_info=not is_unreachable(exc))
 
 
 def _insert(rows: list[ApiLog]) -> None:

@@ -9,6 +9,7 @@ anything else frees the key for a retry. A key whose first request died with its
 process answers the bet's current state once its lease expired.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -24,11 +25,14 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from betting import keeper
 from betting.models import Bet, IdempotencyKey
 from betting.wire import bet_as_dict
 from betting_site.api.exceptions import exception_handler
 from betting_site.api.renderers import json_dumps
+from betting_site.database import UNREACHABLE, is_unreachable
 from betting_site.errors import ApplicationError, ValidationFailed
+from betting_site.last_commit import if_lost
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ def idempotent(
         bet.idempotency_key_id = record.pk
         placed[:] = [bet]
 
+    database_gone = False
     try:
         response = _rendered(run(link_bet))
         acted = response.status_code in stored_statuses
@@ -138,8 +143,28 @@ def idempotent(
             and isinstance(exc.details, dict)
             and "bet" in exc.details
         )
+        database_gone = is_unreachable(exc)
     bet_id = placed[0].pk if placed else None
-    _finish(record=record, response=response, acted=acted, bet_id=bet_id)
+    settle_later = functools.partial(_finish_unanswered, record_pk=record.pk)
+    try:
+        _finish(
+            record=record,
+            response=response,
+            acted=acted,
+            bet_id=bet_id,
+            keep_for_any_bet=database_gone,
+        )
+    except UNREACHABLE:
+        # The database went away (its 503 is the response): the key is settled
+        # once it answers again, by the process's keeper. Until then its lock
+        # (KEY_LEASE) keeps a retry from placing a second bet.
+        keeper.owe(f"settle the Idempotency-Key {record.pk}", settle_later)
+    else:
+        # Stored in the request's last transaction: if that commit fails, the
+        # answer is lost, and the key is settled the same way.
+        if_lost(
+            lambda: keeper.owe(f"settle the Idempotency-Key {record.pk}", settle_later)
+        )
     return response
 
 
@@ -248,6 +273,7 @@ def _finish(
     response: HttpResponse,
     acted: bool,
     bet_id: int | None = None,
+    keep_for_any_bet: bool = False,
 ) -> None:
     """Store what the server acted on; free the key otherwise (a 503's bet failed
     with nothing sent, so a retry may place it). A key whose bet is still open
@@ -261,9 +287,27 @@ def _finish(
             locked_until=None,
             bet_id=bet_id,
         )
-    elif Bet.objects.filter(
-        idempotency_key_id=record.pk, status__in=Bet.OPEN_STATUSES
-    ).exists():
-        IdempotencyKey.objects.filter(pk=record.pk).update(locked_until=None)
-    else:
-        IdempotencyKey.objects.filter(pk=record.pk).delete()
+        return
+    # ``keep_for_any_bet``: a 503 because the database went away mid-request;
+    # any bet it recorded keeps the key (the contract: a retry answers that bet),
+    # whatever its state.
+    _finish_unanswered(record_pk=record.pk, any_bet=keep_for_any_bet)
+
+
+def _finish_unanswered(*, record_pk: int, any_bet: bool = True) -> None:
+    """A key whose answer is not stored: kept, unlocked, when a bet was recorded
+    under it (open, or with ``any_bet`` in any state: a retry answers that bet);
+    freed otherwise (nothing was done: a retry may place it). Idempotent, so the
+    keeper may run it again after a failed attempt."""
+    with transaction.atomic():
+        bets = Bet.objects.filter(idempotency_key_id=record_pk)
+        if not any_bet:
+            bets = bets.filter(status__in=Bet.OPEN_STATUSES)
+        if bets.exists():
+            IdempotencyKey.objects.filter(
+                pk=record_pk, status_code__isnull=True
+            ).update(locked_until=None)
+        else:
+            IdempotencyKey.objects.filter(
+                pk=record_pk, status_code__isnull=True
+            ).delete()

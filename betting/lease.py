@@ -6,9 +6,26 @@ that and a row lock cannot be held over a network call, so the lease is an expir
 row claimed by one conditional upsert. It is renewed before a provider call once a
 sixth of its TTL has passed since it was claimed or last renewed, so at least five
 sixths of the TTL remain for the call (the default 60 s outlives the client's worst
-case of three 13 s attempts); a crashed holder's lease expires by itself.
+case of three 13 s attempts).
+
+A holder that dies must not block its user for the TTL. Its process's keeper
+thread (``betting.keeper``) moves the lease's ``alive_until`` forward every
+second while it is held; a lease whose ``alive_until`` has passed (its holder
+stopped showing life ``PROVIDER_LEASE_ALIVE``, 4 s, ago) may be taken like an
+expired one. Two guards keep a living holder's lease from being taken:
+
+- before each provider call the holder checks it still has at least half of
+  ``PROVIDER_LEASE_ALIVE`` left, and writes it itself if the keeper is late, so
+  it never sends a call while its lease could be taken;
+- on PostgreSQL, no lease is taken for being past ``alive_until`` in the first
+  ``PROVIDER_LEASE_ALIVE`` seconds after the server started: a restart stopped
+  every keeper, and each gets that long to show life again.
+
+A holder that cannot release its lease because the database is unreachable
+owes the release to the keeper, which frees it as soon as the database answers.
 """
 
+import functools
 import logging
 import time
 import uuid
@@ -18,11 +35,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from betting import keeper
 from betting.exceptions import BetInProgress
 from betting.models import ProviderLease
+from betting_site.database import UNREACHABLE
 from betting_site.sql import quoted_column, quoted_table
 
 logger = logging.getLogger(__name__)
@@ -39,30 +58,68 @@ class Lease:
         self.user_id = user_id
         self.holder = holder
         self._renewed_at = time.monotonic()
+        # When alive_until was last written (claim, renew, keeper) and whether the
+        # keeper found the row taken: read and written by the keeper thread too.
+        self.alive_written = self._renewed_at
+        self.lost = False
         self._released = False
 
     def renew(self, *, force: bool = False) -> None:
         """Extend the lease before a provider call; LeaseLost if it was taken.
 
-        A lease claimed or renewed less than a sixth of its TTL ago still has most
-        of it left and cannot have been taken, so it is not written again: a bet's
-        three provider calls usually cost no renewal at all."""
+        A lease claimed or renewed less than a sixth of its TTL ago, and shown
+        alive less than half of ``PROVIDER_LEASE_ALIVE`` ago (the keeper does it
+        every second), still has most of both left and cannot have been taken, so
+        it is not written again: a bet's provider calls usually cost no renewal
+        at all."""
+        if self.lost:
+            raise LeaseLost(f"the provider lease of user {self.user_id} was lost")
         now = time.monotonic()
-        if not force and now - self._renewed_at < settings.PROVIDER_LEASE_TTL / 6:
+        if (
+            not force
+            and now - self._renewed_at < settings.PROVIDER_LEASE_TTL / 6
+            and now - self.alive_written < settings.PROVIDER_LEASE_ALIVE / 2
+        ):
             return
         updated = ProviderLease.objects.filter(
             user_id=self.user_id, holder=self.holder
-        ).update(expires_at=_expiry())
+        ).update(expires_at=_expiry(), alive_until=_alive_until())
         if not updated:
+            self.lost = True
             raise LeaseLost(f"the provider lease of user {self.user_id} was lost")
-        self._renewed_at = now
+        self._renewed_at = self.alive_written = now
+
+    def keep_alive(self) -> bool:
+        """The keeper's write: ``alive_until`` moved on; False if it was taken."""
+        written = time.monotonic()
+        updated = ProviderLease.objects.filter(
+            user_id=self.user_id, holder=self.holder
+        ).update(alive_until=_alive_until())
+        if updated:
+            self.alive_written = written
+        return bool(updated)
 
     def release(self) -> None:
-        """Free the lease (once: the holder's last write may have freed it)."""
+        """Free the lease (once: the holder's last write may have freed it).
+
+        The database unreachable: the release is owed to the keeper, which frees
+        the lease as soon as the database answers (meanwhile nobody else can
+        take it either)."""
         if self._released:
             return
-        self.release_in_transaction()
         self._released = True
+        keeper.drop(self)
+        try:
+            self.release_in_transaction()
+        except UNREACHABLE:
+            keeper.owe(
+                f"release the provider lease of user {self.user_id}",
+                self._release_now,
+            )
+
+    def _release_now(self) -> None:
+        with transaction.atomic():
+            self.release_in_transaction()
 
     def release_in_transaction(self) -> None:
         """Free the lease inside the caller's transaction, so that it goes with
@@ -88,22 +145,33 @@ class Lease:
 
     def released(self) -> None:
         self._released = True
+        keeper.drop(self)
 
 
 def _expiry() -> datetime:
     return timezone.now() + timedelta(seconds=settings.PROVIDER_LEASE_TTL)
 
 
+def _alive_until() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.PROVIDER_LEASE_ALIVE)
+
+
+# Free, expired, or its holder dead. On PostgreSQL "dead" also needs the server to
+# have run for PROVIDER_LEASE_ALIVE: after a restart, keepers get that long to
+# show life again (see the module). The first test is the usual one (a free
+# lease), so the others are rarely evaluated.
 _CLAIM_SQL = """
-    INSERT INTO {table} (user_id, holder, expires_at, operation)
-    VALUES (%s, %s, %s, %s)
+    INSERT INTO {table} (user_id, holder, expires_at, alive_until, operation)
+    VALUES (%s, %s, %s, %s, %s)
     ON CONFLICT (user_id) DO UPDATE
     SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
-        operation = EXCLUDED.operation
+        alive_until = EXCLUDED.alive_until, operation = EXCLUDED.operation
     WHERE {table}.holder = '' OR {table}.expires_at IS NULL
        OR {table}.expires_at < %s
+       OR ({table}.alive_until < %s{restart_guard})
     RETURNING holder
 """
+_RESTART_GUARD = " AND pg_postmaster_start_time() < %s"
 
 
 def lease_claim_statement(
@@ -113,17 +181,31 @@ def lease_claim_statement(
     row: for ``lease_try_claim`` and for a caller that composes it with its own
     rows in one statement (a ``WITH`` clause)."""
     holder = uuid.uuid4().hex
-    table = connection.ops.quote_name(ProviderLease._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value
+    now = timezone.now()
+    alive = timedelta(seconds=settings.PROVIDER_LEASE_ALIVE)
     params: list[Any] = [
         user_id,
         holder,
-        adapt(_expiry()),
+        adapt(now + timedelta(seconds=settings.PROVIDER_LEASE_TTL)),
+        adapt(now + alive),
         operation[:100],
-        adapt(timezone.now()),
+        adapt(now),
+        adapt(now),
     ]
+    guarded = connection.vendor == "postgresql"
+    if guarded:
+        params.append(adapt(now - alive))
     lease = Lease(user_id=user_id, holder=holder)
-    return _CLAIM_SQL.format(table=table), params, lease
+    return _claim_sql(guarded), params, lease
+
+
+@functools.cache
+def _claim_sql(guarded: bool) -> str:
+    table = connection.ops.quote_name(ProviderLease._meta.db_table)
+    return _CLAIM_SQL.format(
+        table=table, restart_guard=_RESTART_GUARD if guarded else ""
+    )
 
 
 def lease_try_claim(*, user_id: int, operation: str) -> Lease | None:
@@ -160,7 +242,9 @@ def provider_lease(
 @contextmanager
 def lease_held(lease: Lease) -> Iterator[Lease]:
     """Hold a lease already claimed (``lease_try_claim``, committed) for the
-    block; released at its end unless its holder's last write released it."""
+    block, kept alive by this process's keeper; released at its end unless its
+    holder's last write released it."""
+    keeper.hold(lease)
     try:
         yield lease
     finally:

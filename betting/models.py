@@ -147,9 +147,12 @@ def holding_stake() -> Q:
 class ProviderLease(models.Model):
     """Serialises one user's provider operations across processes and machines.
 
-    Claimed by one conditional upsert (free, or expired); renewed before a
-    provider call when it is getting old; released by its holder. A crashed
-    holder's lease simply expires.
+    Claimed by one conditional upsert (free, expired, or its holder dead);
+    renewed before a provider call when it is getting old; released by its
+    holder. ``expires_at`` bounds a lease that is not renewed before a provider
+    call (``PROVIDER_LEASE_TTL``); ``alive_until`` is how long its holder's
+    process has shown it is alive (``PROVIDER_LEASE_ALIVE``, kept up by that
+    process's keeper thread): a lease past either may be taken (``betting.lease``).
     """
 
     user = models.OneToOneField(
@@ -160,6 +163,7 @@ class ProviderLease(models.Model):
     )
     holder = models.CharField(max_length=64, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    alive_until = models.DateTimeField(null=True, blank=True)
     operation = models.CharField(max_length=100, blank=True)
 
     class Meta:

@@ -26,32 +26,28 @@ after a crash at the same point.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.transaction import Atomic
 
-from betting_site.errors import ApplicationError
+from betting_site.database import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-class LastCommitFailed(ApplicationError):
+class LastCommitFailed(DatabaseUnavailable):
     """The request's last transaction could not be committed: its writes are lost
-    (the bet they described is left for the resolution rules)."""
+    (the bet they described is left for the resolution rules; ``details.bet`` is
+    its state as last committed)."""
 
-    code = "SERVICE_UNAVAILABLE"
-    http_status = 503
     message = (
         "The database did not save the end of this request; any bet it placed is "
         "recorded and will be resolved: list your bets to see it"
     )
-
-    def __init__(self) -> None:
-        super().__init__(headers={"Retry-After": "5"})
 
 
 @dataclass
@@ -60,6 +56,8 @@ class _Request:
     # a last transaction is left open only directly inside them.
     depth: int
     open: Atomic | None = None
+    # Run if the last commit fails (``if_lost``).
+    on_lost: list[Callable[[], None]] = field(default_factory=list)
 
 
 _request: ContextVar[_Request | None] = ContextVar("last_commit", default=None)
@@ -84,16 +82,30 @@ def request_last_commit() -> Iterator[None]:
     finally:
         _request.reset(token)
         if state.open is not None:
-            _close(state.open)
+            _close(state.open, state.on_lost)
 
 
-def _close(atomic: Atomic) -> None:
+def _close(atomic: Atomic, on_lost: list[Callable[[], None]]) -> None:
     try:
         # Commits, or rolls back if a statement inside failed (needs_rollback).
         atomic.__exit__(None, None, None)
     except DatabaseError as exc:
         logger.error("The request's last commit failed: its writes are lost: %s", exc)
+        for callback in on_lost:
+            try:
+                callback()
+            except Exception:
+                logger.exception("A callback for the lost last commit failed")
         raise LastCommitFailed() from exc
+
+
+def if_lost(callback: Callable[[], None]) -> None:
+    """Run ``callback`` if the open last transaction fails to commit (what was
+    just written into it is then lost and must be made good another way).
+    Nothing is registered when no last transaction is open."""
+    state = _request.get()
+    if state is not None and state.open is not None:
+        state.on_lost.append(callback)
 
 
 def pending() -> bool:
@@ -136,4 +148,5 @@ def commit_before_call() -> None:
         # call from inside a transaction is a bug wherever it happens.
         raise RuntimeError("a provider call inside an open transaction")
     atomic, state.open = state.open, None
-    _close(atomic)
+    on_lost, state.on_lost = state.on_lost, []
+    _close(atomic, on_lost)

@@ -28,6 +28,31 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class UnreachableDatabaseFilter(logging.Filter):
+    """A record about the database being unreachable (Django's "Internal Server
+    Error" for an admin page while PostgreSQL restarts, say) becomes one warning
+    line without its traceback: it is an outage to see, not a bug to debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from betting_site.database import first_line, is_unreachable
+
+        if record.exc_info and is_unreachable(record.exc_info[1]):
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = str(record.msg)
+            record.msg = (
+                f"{message}: the database is unreachable: "
+                f"{first_line(record.exc_info[1])}"  # type: ignore[arg-type]
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class RedactingFilter(logging.Filter):
     """Mask secrets in the message, its arguments and structured extras.
 

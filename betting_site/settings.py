@@ -107,6 +107,8 @@ MIDDLEWARE = [
     # Outermost: every response, including errors raised by later middleware,
     # carries the request id, and every error under /api/ is the envelope.
     "betting_site.api.middleware.RequestIdMiddleware",
+    # 503, not 500, whichever layer found the database unreachable.
+    "betting_site.api.middleware.DatabaseUnavailableMiddleware",
     # One line per request (user, status, duration); slow ones as warnings.
     "betting_site.api.middleware.RequestLogMiddleware",
     # Records every mutating /api/ request with its final (enveloped) response.
@@ -160,6 +162,11 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASES["default"]["ENGINE"] == "betting_site.postgresql":
+        # A database host that drops packets (rather than refusing) costs this
+        # long, not the operating system's minutes, before the 503.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+        )
         # Parameters sent apart from the SQL (the extended protocol), so that
         # psycopg prepares a statement run five times on a connection and
         # PostgreSQL stops parsing and planning it for every bet.
@@ -281,6 +288,17 @@ BALANCE_SYNC_TTL = env.int("BALANCE_SYNC_TTL", default=30)
 # it only has to outlive one call with its retries) and how long a second operation
 # of the same user waits for it before answering 409 BET_IN_PROGRESS.
 PROVIDER_LEASE_TTL = env.int("PROVIDER_LEASE_TTL", default=60)
+# How long a lease's holder has shown it is alive: its process's keeper thread
+# (betting.keeper) moves this forward every LEASE_KEEPER_INTERVAL while it holds
+# the lease, so a holder that died (SIGKILL, OOM) frees it this many seconds
+# later instead of PROVIDER_LEASE_TTL later. Not below 2 keeper intervals.
+PROVIDER_LEASE_ALIVE = env.float("PROVIDER_LEASE_ALIVE", default=4.0)
+LEASE_KEEPER_INTERVAL = env.float("LEASE_KEEPER_INTERVAL", default=1.0)
+LEASE_KEEPER_THREAD = env.bool("LEASE_KEEPER_THREAD", default=True)
+if PROVIDER_LEASE_ALIVE < 2 * LEASE_KEEPER_INTERVAL or LEASE_KEEPER_INTERVAL <= 0:
+    raise ImproperlyConfigured(
+        "PROVIDER_LEASE_ALIVE must be at least twice LEASE_KEEPER_INTERVAL (> 0)"
+    )
 BET_LOCK_WAIT = env.float("BET_LOCK_WAIT", default=2.0)
 # A POST /bet that timed out may still be processed when it reaches the provider
 # late. Its unknown bet (debit_on_place) is decided from the balance only this many
@@ -323,6 +341,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "betting_site.logging.RequestIdFilter"},
+        "unreachable": {"()": "betting_site.logging.UnreachableDatabaseFilter"},
         "redact": {"()": "betting_site.logging.RedactingFilter"},
     },
     "formatters": {
@@ -337,7 +356,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "console",
-            "filters": ["request_id", "redact"],
+            "filters": ["request_id", "unreachable", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -5,6 +5,7 @@ committed before anything else happens, so a process that dies in between leaves
 a bet the resolution rules can finish (see ``checkpoints``).
 """
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from betting.services.transitions import (
     why,
 )
 from betting.wire import bet_as_dict
+from betting_site.database import remember_committed
 from betting_site.errors import ApplicationError, ValidationFailed
 from betting_site.metrics import BET_PLACED, BET_UNKNOWN, bet_outcome_record
 from betting_site.money import MoneyInvalid, money_parse
@@ -88,6 +90,7 @@ def bet_place(
     opened = _bet_open_with_lease(user=user, amount=stake, on_open=on_open)
     if opened is not None:  # the usual case: one transaction, one commit
         bet, account, lease = opened
+        _committed(bet)
         with lease_held(lease):
             return _bet_send(bet=bet, account=account, lease=lease, settle=settle)
     user = caller_verified(user)  # its row read and its session checked (once)
@@ -105,6 +108,7 @@ def bet_place(
                 raise BetInProgress(
                     "A previous bet of this user is still open"
                 ) from None
+        _committed(bet)
         return _bet_send(
             bet=bet, account=account, lease=lease, settle=settle, client=client
         )
@@ -153,12 +157,14 @@ def _bet_send(
         placed = client.bet_place(stake)
     except ProviderOutcomeUnknown as exc:
         bet = bet_mark_unknown(bet=bet, reason=why(exc))
+        _committed(bet)
         return Placed(bet=bet, provider_response=None)
     except ProviderError as exc:  # unreachable or refused: it never took effect
         bet = bet_fail(bet=bet, reason=why(exc))
         raise _with_bet(exc, bet) from None
     checkpoints.reached("placed")
     bet = _bet_record_placed(bet=bet, external_bet_id=placed.bet_id, win_next=settle)
+    _committed(bet)
     checkpoints.reached("placed_recorded")
     if settle and bet.status == Bet.Status.PENDING:
         bet = result_fetch(bet=bet, client=client, lease=lease)
@@ -175,6 +181,14 @@ def bet_longest() -> float:
     that settlement's calls (``open_bets_resolve``); it is not counted here."""
     lock_wait = float(settings.BET_LOCK_WAIT)
     return lock_wait + sum(call_longest(call) for call in BET_CALLS)
+
+
+def _committed(bet: Bet) -> None:
+    """The bet as just committed: what a 503 says if the database goes away
+    before the request ends (``details.bet``), so that the client can find it.
+    A copy, because the booking changes the bet in memory before its commit."""
+    snapshot = copy.copy(bet)
+    remember_committed(lambda: {"bet": bet_as_dict(snapshot)})
 
 
 def bet_amount_validate(amount: Any) -> Decimal:

@@ -2,14 +2,16 @@
 
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from betting.lease import lease_try_claim
 from betting.management.commands import settle_pending
-from betting.models import Bet
+from betting.models import Bet, ProviderLease
 from betting.services import bet_place
 from betting.tests.crashes import bet_left_at
 from betting_site.testing import run_command as run
@@ -138,15 +140,45 @@ def test_bets_stay_open_and_exit_1_while_the_provider_is_down(
     assert_ledger_mirrors_provider(player, provider)
 
 
-def test_a_busy_user_is_reported_and_skipped(make_player, provider):
+def test_a_lease_whose_holder_died_is_waited_for_once_and_the_bet_settled(
+    make_player, provider, settings
+):
+    """Run straight after a crash: the dead holder's lease is past its
+    ``alive_until`` soon (nobody keeps it alive), so the run waits once, says
+    so, settles the bet and exits 0."""
+    settings.PROVIDER_LEASE_ALIVE = 1.0
+    player = make_player("7001")
+    bet = pending_bet(provider, player)
+    # Claimed by a process that then died: nobody keeps it alive.
+    assert lease_try_claim(user_id=player.pk, operation="a dead worker") is not None
+
+    code, output = run("settle_pending", "--wait", "0")
+
+    assert code == 0, output
+    assert "Waiting up to 2 s for the provider leases of 1 busy users" in output
+    assert "The leases freed after" in output
+    bet.refresh_from_db()
+    assert bet.status == Bet.Status.COMPLETED
+    assert_ledger_mirrors_provider(player, provider)
+
+
+def test_a_lease_still_held_after_the_wait_is_reported_busy(
+    make_player, provider, settings
+):
+    """A live holder (its lease kept alive and unexpired) outlasting the one
+    wait, capped by the lease TTL: the bet is reported busy, exit 1."""
+    settings.PROVIDER_LEASE_TTL = 1
     player = make_player("7001")
     bet = pending_bet(provider, player)
     lease = lease_try_claim(user_id=player.pk, operation="another worker")
     assert lease is not None
+    far = timezone.now() + timedelta(hours=1)
+    ProviderLease.objects.filter(user=player).update(expires_at=far, alive_until=far)
 
     code, output = run("settle_pending", "--wait", "0")
 
     assert code == 1
+    assert "Waiting up to 2 s for the provider leases of 1 busy users" in output
     assert "busy: another operation of this user holds the provider lease" in output
     assert "(1 busy, 0 provider or other errors" in output
     bet.refresh_from_db()

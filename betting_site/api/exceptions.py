@@ -11,6 +11,7 @@ from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
 
 from betting_site.api.envelope import error_response
+from betting_site.database import DatabaseUnavailable, first_line, is_unreachable
 from betting_site.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,16 @@ def validation_details(detail) -> dict:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     request = context.get("request")
     set_rollback()
+    if not isinstance(exc, ApplicationError) and is_unreachable(exc):
+        # Not a bug of ours: one line, no traceback, and 503 with what the request
+        # had committed (a bet's last state) so that the client can find it.
+        logger.warning(
+            "The database is unreachable in %s %s: %s",
+            getattr(request, "method", "?"),
+            getattr(request, "path", "?"),
+            first_line(exc),
+        )
+        exc = DatabaseUnavailable()
     if isinstance(exc, ApplicationError):
         headers = dict(exc.headers)
         if exc.http_status == 401:

@@ -7,8 +7,16 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 
 from betting_site.api.envelope import KEPT_HEADERS, error_response, is_api_path
+from betting_site.database import (
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailable,
+    committed_details,
+    marked_unreachable,
+)
 from betting_site.logging import request_id_var, user_id_var
 
 request_logger = logging.getLogger("betting_site.requests")
@@ -56,6 +64,8 @@ class ApiErrorEnvelopeMiddleware:
         if refusal is not None:
             return refusal
         response = self.get_response(request)
+        if marked_unreachable(request) and response.status_code == 500:
+            return unavailable_response(request)
         if (
             response.status_code >= 400
             and not getattr(response, "is_error_envelope", False)
@@ -89,6 +99,47 @@ class ApiErrorEnvelopeMiddleware:
         return None
 
 
+def unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 for a request the unreachable database cut short: the envelope under
+    ``/api/`` (with what it had committed), a plain page elsewhere (the admin).
+    The page is a static template: rendering it touches no database."""
+    if is_api_path(request.path_info):
+        error = DatabaseUnavailable(details=committed_details())
+        return error_response(
+            request,
+            status=error.http_status,
+            code=error.code,
+            message=error.message,
+            details=error.details,
+            headers=error.headers,
+        )
+    response = HttpResponse(
+        render_to_string("503.html", {"retry_after": RETRY_AFTER_SECONDS}),
+        status=503,
+        content_type="text/html; charset=utf-8",
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Answer 503, not 500, when the database is unreachable, whichever layer hit
+    it (see ``betting_site.database``). Outside every middleware that reads the
+    database (the API log, the request log's user, sessions, the admin), inside
+    the request id, CORS and CSP ones, so that the 503 still carries their
+    headers. Under ``/api/`` the envelope middleware already answers it for the
+    layers inside it; this catches the rest, and the admin's pages."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if marked_unreachable(request) and response.status_code == 500:
+            return unavailable_response(request)
+        return response
+
+
 class RequestLogMiddleware:
     """One log line per request with its method, path, status, duration and user;
     a warning when it took longer than ``SLOW_REQUEST_SECONDS`` (1 s)."""
@@ -100,8 +151,11 @@ class RequestLogMiddleware:
         started = time.monotonic()
         response = self.get_response(request)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
-        user: Any = getattr(request, "user", None)
-        user_id = user.pk if getattr(user, "is_authenticated", False) else None
+        try:
+            user: Any = getattr(request, "user", None)
+            user_id = user.pk if getattr(user, "is_authenticated", False) else None
+        except Exception:  # a session user the database cannot load now
+            user_id = None
         slow = duration_ms >= settings.SLOW_REQUEST_SECONDS * 1000
         request_logger.log(
             logging.WARNING if slow else logging.INFO,

@@ -2,20 +2,24 @@ import argparse
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, cast
 
+from django.conf import settings
 from django.core.management.base import (
     BaseCommand,
     CommandError,
     CommandParser,
     DjangoHelpFormatter,
 )
+from django.utils import timezone
 
 from accounts.models import User
 from betting.exceptions import BetInProgress
 from betting.lease import LeaseLost
-from betting.models import Bet
+from betting.models import Bet, ProviderLease
 from betting.services import bet_resolve, unknown_grace_left
+from betting_site.database import is_unreachable
 from betting_site.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -124,14 +128,27 @@ remain open (listed with the reason), 2 on a usage error.
                 if bet.status == Bet.Status.VOID:
                     void_ids.append(bet.pk)
 
-        for done, bet_id in enumerate(ids, start=1):
-            bet, reason, kind = self._settle_one(bet_id, wait)
+        busy: list[Bet] = []  # their users' leases are held: tried again below
+
+        def sort(outcome: tuple[Bet | None, str, str]) -> None:
+            bet, reason, kind = outcome
             if kind == "waiting":
                 waiting.append(cast(Bet, bet))  # "waiting" comes with its bet
+            elif kind == "busy" and bet is not None:
+                busy.append(bet)
             else:
                 count(bet, reason, kind)
+
+        for done, bet_id in enumerate(ids, start=1):
+            sort(self._settle_one(bet_id, wait, quiet_busy=True))
             if done % PROGRESS_EVERY == 0 and done < len(ids):
                 self.stdout.write(f"... {done}/{len(ids)} bets examined")
+        if busy:
+            for outcome in self._wait_for_leases(busy):
+                if outcome[2] == "busy":
+                    count(*outcome)
+                else:
+                    sort(outcome)
         if waiting:
             # One wait for all of them: each is decided once its grace is over.
             longest = max(unknown_grace_left(bet) for bet in waiting)
@@ -159,8 +176,54 @@ remain open (listed with the reason), 2 on a usage error.
             raise CommandError("; ".join(problems), returncode=1)
         self.stdout.write(self.style.SUCCESS("No open bets left."))
 
+    def _wait_for_leases(
+        self, busy: list[Bet]
+    ) -> Iterator[tuple[Bet | None, str, str]]:
+        """One wait for every busy user's lease, each bet tried again as soon as
+        its lease frees: held by a live operation (it ends), or by a process that
+        died (free ``PROVIDER_LEASE_ALIVE`` after it stopped showing life), or
+        held since before a database restart; never longer than the lease TTL."""
+        longest = min(
+            float(settings.PROVIDER_LEASE_TTL),
+            max(_lease_left(bet.user_id) for bet in busy),
+        )
+        self.stdout.write(
+            f"Waiting up to {longest + 1:.0f} s for the provider leases of "
+            f"{len({bet.user_id for bet in busy})} busy users ({len(busy)} bets): "
+            "another operation is running, or a process died holding the lease "
+            f"(freed {settings.PROVIDER_LEASE_ALIVE:g} s after it stopped)."
+        )
+        started = time.monotonic()
+        deadline = started + longest + 1
+        reported = started
+        while busy:
+            time.sleep(0.5)
+            still: list[Bet] = []
+            for bet in busy:
+                outcome = self._settle_one(bet.pk, 0, quiet_busy=True)
+                if outcome[2] == "busy":
+                    still.append(bet)
+                else:
+                    yield outcome
+            busy = still
+            now = time.monotonic()
+            if busy and now >= deadline:
+                break
+            if busy and now - reported >= 5:
+                reported = now
+                self.stdout.write(
+                    f"... {now - started:.0f} s: {len(busy)} bets still wait "
+                    "for their user's lease"
+                )
+        if not busy:
+            self.stdout.write(
+                f"The leases freed after {time.monotonic() - started:.1f} s."
+            )
+        for bet in busy:
+            yield self._settle_one(bet.pk, 0)  # reported as busy, with its line
+
     def _settle_one(
-        self, bet_id: int, wait: float | None
+        self, bet_id: int, wait: float | None, *, quiet_busy: bool = False
     ) -> tuple[Bet | None, str, str]:
         """Resolve one bet: the bet (None when it was settled meanwhile), why it is
         still open, and how the attempt went (resolved, busy, error)."""
@@ -172,7 +235,8 @@ remain open (listed with the reason), 2 on a usage error.
             bet = bet_resolve(bet=bet, wait=wait)
         except BetInProgress:
             reason = "busy: another operation of this user holds the provider lease"
-            self.stdout.write(self.style.WARNING(f"{label}: skipped, {reason}"))
+            if not quiet_busy:
+                self.stdout.write(self.style.WARNING(f"{label}: {reason}"))
             return _reread(bet), reason, "busy"
         except (ApplicationError, LeaseLost) as exc:
             code = getattr(exc, "code", type(exc).__name__)
@@ -180,6 +244,8 @@ remain open (listed with the reason), 2 on a usage error.
             self.stdout.write(self.style.ERROR(f"{label}: {reason}"))
             return _reread(bet), reason, "error"
         except Exception as exc:  # one bad bet never stops the run
+            if is_unreachable(exc):
+                raise  # but the database gone stops it (manage.py: one line)
             logger.exception("settle_pending: bet %s could not be resolved", bet.pk)
             reason = f"unexpected error {type(exc).__name__}: {exc}"
             self.stdout.write(self.style.ERROR(f"{label}: {reason}"))
@@ -231,6 +297,17 @@ remain open (listed with the reason), 2 on a usage error.
                     f"  bet {bet.pk} of {bet.user.username} ({bet.status}){flag}: "
                     f"{reason}"
                 )
+
+
+def _lease_left(user_id: int) -> float:
+    """Seconds before the user's lease may be taken, by the row (0 if free)."""
+    lease = ProviderLease.objects.filter(user_id=user_id).first()
+    if lease is None or not lease.holder or lease.expires_at is None:
+        return 0.0
+    until = lease.expires_at
+    if lease.alive_until is not None:
+        until = min(until, lease.alive_until)
+    return max(0.0, (until - timezone.now()).total_seconds())
 
 
 def _reread(bet: Bet) -> Bet:

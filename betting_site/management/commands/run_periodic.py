@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
+from betting_site.database import describe_database, first_line, is_unreachable
 from betting_site.durations import parse_duration
 
 logger = logging.getLogger(__name__)
@@ -105,12 +107,29 @@ class Command(BaseCommand):
         self.stdout.write(
             f"[{time.strftime('%H:%M:%S')}] {task.name} {' '.join(task.args)}"
         )
+        # A connection the database dropped since the last run (a restart) is
+        # replaced, not reused: this process outlives many of them.
+        close_old_connections()
         try:
             call_command(task.name, *task.args, stdout=self.stdout, stderr=self.stderr)
         except CommandError as exc:
             logger.warning("run_periodic: %s ended with: %s", task.name, exc)
             return False
-        except Exception:
-            logger.exception("run_periodic: %s crashed", task.name)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                logger.exception("run_periodic: %s crashed", task.name)
+                return False
+            # Not a crash: the next run tries again; one line, no traceback.
+            logger.warning(
+                "run_periodic: %s could not run: the %s is unreachable: %s",
+                task.name,
+                describe_database(),
+                first_line(exc),
+            )
+            self.stderr.write(
+                f"{task.name}: the {describe_database()} is unreachable; "
+                "the next run tries again"
+            )
+            close_old_connections()
             return False
         return True
