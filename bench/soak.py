@@ -610,12 +610,14 @@ def database_state(stack: Stack) -> dict[str, Any]:
 
 
 def leases_held(stack: Stack) -> int | None:
-    """Provider leases held now (None when the table cannot be read so)."""
+    """Provider leases held now, neither expired nor past their holder's
+    ``alive_until`` (None when the table cannot be read so)."""
     try:
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
             return conn.execute(
-                "SELECT count(*) FROM provider_leases "
-                "WHERE holder <> '' AND expires_at > now()"
+                "SELECT count(*) FROM provider_leases WHERE holder <> '' "
+                "AND expires_at > now() "
+                "AND (alive_until IS NULL OR alive_until > now())"
             ).fetchone()[0]
     except psycopg.Error:
         return None
