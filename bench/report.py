@@ -430,7 +430,9 @@ def chaos_table(events: list[dict[str, Any]]) -> str:
             [
                 event["at_s"],
                 what,
-                event.get("took_s"),
+                event.get("took_s")
+                if event.get("back_after_s") in (None, event.get("took_s"))
+                else f"{event.get('took_s')} (back after {event['back_after_s']})",
                 event.get("first_bet_accepted_after_s"),
                 f"{event.get('bets_in_flight')} "
                 f"{event.get('bets_in_flight_answers') or ''}",
@@ -456,8 +458,11 @@ def chaos_table(events: list[dict[str, Any]]) -> str:
 
 def _next_accepted(event: dict[str, Any]) -> str:
     longest = event.get("in_flight_next_bet_accepted_max_s")
+    after_back = event.get("in_flight_next_bet_accepted_after_back_max_s")
     never = event.get("in_flight_players_never_accepted")
     text = "-" if longest is None else str(longest)
+    if after_back is not None and after_back != longest:
+        text += f" ({after_back} after it was back)"
     if never:
         text += f"; {never} never before the traffic stopped"
     return text

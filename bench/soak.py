@@ -573,25 +573,34 @@ FAULTS = {
 
 
 def inject(what: str, stack: Stack, stores: "SoakStores") -> dict[str, Any]:
-    """Do one fault; answers what it did."""
+    """Do one fault; answers what it did and ``back_after_s``: when what it
+    struck was back (the server answering, the store accepting connections; a
+    killed worker at once, as its siblings carry on)."""
     event: dict[str, Any] = {"what": FAULTS[what]}
+    struck = time.monotonic()
+    back = struck
     if what == "server-kill":
         event["processes"] = stack.kill_server()
         time.sleep(1.0)
         stack.start_server()
+        back = stack.answering_since or time.monotonic()
     elif what == "server-term":
         event["drained_s"] = round(stack.terminate_server(), 2)
         stack.start_server()
+        back = stack.answering_since or time.monotonic()
     elif what == "worker-kill":
         event["pid"] = stack.kill_worker()
     elif what in ("pg-fast", "pg-immediate"):
         stores.postgres.restart(what.removeprefix("pg-"))
+        back = time.monotonic()
     elif what == "redis-kill":
         stores.redis.kill()
         time.sleep(1.0)
         stores.redis.start()
+        back = time.monotonic()
     else:  # pragma: no cover - parse_args refuses it
         raise ValueError(what)
+    event["back_after_s"] = round(back - struck, 2)
     return event
 
 
@@ -709,8 +718,8 @@ def targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": not cut,
                 }
             )
-        if event["fault"] in ("server-kill", "pg-fast", "pg-immediate"):
-            longest = event["in_flight_next_bet_accepted_max_s"]
+        if event["fault"] in ("server-kill", "worker-kill", "pg-fast", "pg-immediate"):
+            longest = event["in_flight_next_bet_accepted_after_back_max_s"]
             never = event["in_flight_players_never_accepted"]
             figure = "no bet in flight" if longest is None and not never else ""
             if longest is not None:
@@ -720,7 +729,8 @@ def targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "target": f"{event['fault']} at {event['at_s']:g} s: players "
-                    f"with a bet in flight bet again within {limit:g} s"
+                    f"with a bet in flight bet again within {limit:g} s of "
+                    f"{'the restart' if event['fault'] != 'worker-kill' else 'it'}"
                     + (f" ({NEXT_BET_WITHIN:g} + BET_UNKNOWN_GRACE)" if grace else ""),
                     "figure": figure,
                     "met": not never and (longest or 0) <= limit,

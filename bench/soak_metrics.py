@@ -104,9 +104,10 @@ def _block(
 def recovery(
     answers: list[Answer], faults: list[dict[str, Any]], traffic_end: float
 ) -> list[dict[str, Any]]:
-    """Per fault (``at_s``, ``what``): the first bet accepted after it, the blocking
-    answers until the next fault, and for the players who had a bet in flight
-    when it struck, how their bet ended and when their next bet was accepted."""
+    """Per fault (``at_s``, ``what``, ``back_after_s``): the first bet accepted
+    after it, the blocking answers until the next fault, and for the players who
+    had a bet in flight when it struck, how their bet ended and when their next
+    bet was accepted, from the fault and from when what it struck was back."""
     bets = sorted((a for a in answers if a.request == BET), key=lambda a: a.start)
     players = _bets_by_player(answers)
     out = []
@@ -118,6 +119,7 @@ def recovery(
         window = [b for b in answers if at <= b.end < until]
         blocking = [b for b in window if b.blocking]
         in_flight = [b for b in bets if b.start < at < b.end]
+        back = at + fault.get("back_after_s", 0.0)
         waits = []
         never = 0
         for bet in in_flight:
@@ -144,6 +146,11 @@ def recovery(
                 ),
                 "in_flight_next_bet_accepted_max_s": (
                     round(max(waits), 2) if waits else None
+                ),
+                # The same from when the server or store was back: what the
+                # service, not the restart, made the players wait.
+                "in_flight_next_bet_accepted_after_back_max_s": (
+                    round(max(0.0, max(waits) + at - back), 2) if waits else None
                 ),
                 "in_flight_players_never_accepted": never,
             }

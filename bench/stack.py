@@ -79,6 +79,7 @@ class Stack:
         self.simulator: subprocess.Popen | None = None
         self.server: subprocess.Popen | None = None
         self.server_starts = 0
+        self.answering_since: float | None = None  # monotonic, last start_server
         self._logs: list[Any] = []
 
     # --- addresses -------------------------------------------------------------------
@@ -234,6 +235,7 @@ class Stack:
         )
         self.server_starts += 1
         wait_http(f"{self.server_url}/api/health/live", process=self.server)
+        self.answering_since = time.monotonic()
         deadline = time.monotonic() + 30
         expected = self.worker_count()
         while len(self.server_pids()) < expected + 1 and time.monotonic() < deadline:

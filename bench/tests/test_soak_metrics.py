@@ -58,7 +58,10 @@ def test_recovery_after_a_fault_and_the_players_who_had_a_bet_in_flight():
         bet("3", 10.8, 11.5, "201 completed"),  # the first accepted after it
         bet("4", 20.5, 21.0, "201 completed"),
     ]
-    faults = [{"at_s": 10.0, "fault": "server-kill"}, {"at_s": 20.0, "fault": "x"}]
+    faults = [
+        {"at_s": 10.0, "fault": "server-kill", "back_after_s": 1.5},
+        {"at_s": 20.0, "fault": "x"},
+    ]
     first, second = soak_metrics.recovery(answers, faults, traffic_end=30.0)
     assert first["first_bet_accepted_after_s"] == 1.5
     assert first["bets_in_flight"] == 2
@@ -67,6 +70,7 @@ def test_recovery_after_a_fault_and_the_players_who_had_a_bet_in_flight():
         "201 completed": 1,
     }
     assert first["in_flight_next_bet_accepted_max_s"] == 3.0
+    assert first["in_flight_next_bet_accepted_after_back_max_s"] == 1.5
     assert first["in_flight_players_never_accepted"] == 0
     assert first["last_blocking_answer_after_s"] == 1.1
     assert second["bets_in_flight"] == 0
@@ -130,6 +134,7 @@ def test_targets_after_crashes_allow_the_unknown_grace_in_debit_on_place():
             "fault": name,
             "at_s": 20.0,
             "in_flight_next_bet_accepted_max_s": longest,
+            "in_flight_next_bet_accepted_after_back_max_s": longest,
             "in_flight_players_never_accepted": never,
             "bets_in_flight": sum((answers or {}).values()),
             "bets_in_flight_answers": answers or {},
@@ -149,10 +154,22 @@ def test_targets_after_crashes_allow_the_unknown_grace_in_debit_on_place():
         "lease_wait_s": 41.0,
     }
     rows = targets(entry)
-    assert [row["met"] for row in rows] == [True, True, False, False, False, True]
+    assert [row["met"] for row in rows] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
     assert rows[3]["figure"] == "1 s; 1 not before the traffic stopped"
     assert rows[4]["figure"] == "3 of 4"
-    assert rows[5]["figure"] == "exit 0 in 3 s, after a lease wait of 41 s"
+    assert rows[5]["target"].startswith("worker-kill at 20 s: players with a bet")
+    assert rows[6]["figure"] == "exit 0 in 3 s, after a lease wait of 41 s"
     entry["stake_mode"] = "debit_on_place"  # 5 s + BET_UNKNOWN_GRACE (6 s)
     assert targets(entry)[2]["met"]
-    assert "within 11 s (5 + BET_UNKNOWN_GRACE)" in targets(entry)[2]["target"]
+    assert (
+        "within 11 s of the restart (5 + BET_UNKNOWN_GRACE)"
+        in targets(entry)[2]["target"]
+    )
