@@ -431,7 +431,8 @@ def chaos_table(events: list[dict[str, Any]]) -> str:
                 event["at_s"],
                 what,
                 event.get("took_s")
-                if event.get("back_after_s") in (None, event.get("took_s"))
+                if abs((event.get("back_after_s") or 0) - (event.get("took_s") or 0))
+                < 0.5
                 else f"{event.get('took_s')} (back after {event['back_after_s']})",
                 event.get("first_bet_accepted_after_s"),
                 f"{event.get('bets_in_flight')} "

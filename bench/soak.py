@@ -20,8 +20,9 @@ database ``betting_soak`` in that cluster and a flushed Redis:
    ``immediate``, Redis SIGKILLed and started again, the server SIGTERMed (a
    deploy) and started again, the whole server SIGKILLed and restarted, single
    workers SIGKILLed. A player whose bet is refused with 409
-   ``BET_IN_PROGRESS``, a 5xx or no answer bets again every 0.5 s until a bet is
-   accepted, so that how long players are blocked is measured closely;
+   ``BET_IN_PROGRESS``, a 5xx or no answer bets again every 0.5 s, on a task of
+   its own, until a bet is accepted, so that how long players are blocked is
+   measured closely;
 4. stop the faults, wait for the leases of killed processes to expire (the wait
    is reported), then run ``settle_pending``, ``reconcile --fix``,
    ``check_ledger`` and ``reconcile``, and compare every account's ledger
@@ -451,29 +452,37 @@ async def drive(
         text = label(status, data) if status else "0"
         return status == 0 or status >= 500 or text == "409 BET_IN_PROGRESS"
 
+    retrying: set[str] = set()
+
+    async def unblock(client: loadgen.Client, rng: random.Random) -> None:
+        """A blocked player, on a task of its own, bets again every
+        RETRY_BLOCKED seconds until a bet is accepted (or refused for the bet
+        itself): how long players are blocked is measured to that grain, whatever
+        the virtual client does meanwhile."""
+        try:
+            while time.monotonic() < end:
+                await asyncio.sleep(RETRY_BLOCKED)
+                if not await bet(client, rng, replay=False):
+                    return
+        finally:
+            retrying.discard(client.user_id)
+
     async def user(own: list[loadgen.Client], rng: random.Random) -> None:
-        # A blocked player bets again every RETRY_BLOCKED seconds until a bet is
-        # accepted, so that how long they were blocked is measured closely; the
-        # client's other players carry on meanwhile.
-        retry_at: dict[str, float] = {}
         while time.monotonic() < end:
-            now = time.monotonic()
-            due = [c for c in own if retry_at.get(c.user_id, end) <= now]
-            if due:
-                client = due[0]
-                action = "bet"
-            else:
-                free = [c for c in own if c.user_id not in retry_at]
-                if not free:
-                    await asyncio.sleep(0.05)
-                    continue
-                client = rng.choice(free)
-                action = rng.choices(names, weights)[0]
+            free = [c for c in own if c.user_id not in retrying]
+            if not free:
+                await asyncio.sleep(0.05)
+                continue
+            client = rng.choice(free)
+            action = rng.choices(names, weights)[0]
             if action in ("bet", "bet replay"):
                 if await bet(client, rng, action == "bet replay"):
-                    retry_at[client.user_id] = time.monotonic() + RETRY_BLOCKED
-                else:
-                    retry_at.pop(client.user_id, None)
+                    retrying.add(client.user_id)
+                    unblocking.append(
+                        asyncio.create_task(
+                            unblock(client, random.Random(rng.random()))
+                        )
+                    )
                 continue
             if action == "balance":
                 status, _ = await timed(
@@ -528,7 +537,10 @@ async def drive(
             )
         return events
 
-    connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+    # Room for every player's request at once: the virtual clients' and the
+    # blocked players' own retries.
+    connector = aiohttp.TCPConnector(limit=args.concurrency + len(players))
+    unblocking: list[asyncio.Task] = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         session_holder = [session]
         chaos_task = asyncio.create_task(chaos())
@@ -539,6 +551,7 @@ async def drive(
                 if group
             )
         )
+        await asyncio.gather(*unblocking)
         chaos_events = await chaos_task
     traffic_end = time.monotonic() - begin
     total = sum(sum(counter.values()) for counter in outcomes.values())
