@@ -545,7 +545,13 @@ def soak_markdown(result: dict[str, Any]) -> str:
             "",
             *server_error_lines(mode.get("server_errors", {})),
             *block_lines(mode.get("longest_blocks", []), mode.get("players_blocked")),
-            f"Idempotency-Key replays: {mode.get('idempotent_replays')}. Bets when "
+            f"Idempotency-Key replays: {mode.get('idempotent_replays')}"
+            + (
+                f" (different: {mode['idempotent_replay_differences']})"
+                if mode.get("idempotent_replay_differences")
+                else ""
+            )
+            + ". Bets when "
             "the traffic stopped: "
             f"{mode.get('before_settling', {}).get('bets_by_status')}. "
             f"Provider leases still held: {mode.get('leases_held_after_traffic')}; "

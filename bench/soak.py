@@ -363,6 +363,7 @@ async def drive(
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
     answers: list[soak_metrics.Answer] = []
     replays = Counter()
+    replay_differences: list[dict[str, Any]] = []
     begin = time.monotonic()
     end = begin + seconds
     groups = [players[i :: args.concurrency] for i in range(args.concurrency)]
@@ -448,7 +449,22 @@ async def drive(
             )
             same = again == status and replayed == data
             flagged = headers.get("Idempotent-Replayed") == "true"
-            replays["same answer" if same and flagged else "different"] += 1
+            if same and flagged:
+                replays["same answer"] += 1
+            elif again == 0 or again >= 500:
+                # The replay itself could not be answered (a store down): the
+                # client retries it as it would the first request.
+                replays[f"replay not answered ({label(again, replayed)})"] += 1
+            else:
+                replays["different"] += 1
+                if len(replay_differences) < 5:
+                    replay_differences.append(
+                        {
+                            "first": label(status, data),
+                            "replay": label(again, replayed),
+                            "flagged": flagged,
+                        }
+                    )
         text = label(status, data) if status else "0"
         return status == 0 or status >= 500 or text == "409 BET_IN_PROGRESS"
 
@@ -568,6 +584,7 @@ async def drive(
             for name, counter in sorted(outcomes.items())
         },
         "idempotent_replays": dict(replays),
+        "idempotent_replay_differences": replay_differences,
         "server_errors": soak_metrics.server_errors(answers),
         "longest_blocks": found_blocks[:5],
         "players_blocked": len({block["player"] for block in found_blocks}),
