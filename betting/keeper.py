@@ -51,7 +51,7 @@ class Kept(Protocol):
     def keep_alive(self) -> bool: ...  # True while the row is still ours
 
 
-@dataclass
+@dataclass(eq=False)  # each debt is itself: removed by identity
 class _Debt:
     what: str
     pay: Callable[[], None]
