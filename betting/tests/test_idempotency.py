@@ -134,6 +134,21 @@ def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, use
     assert Bet.objects.count() == 1
 
 
+def killed_once_post_bet_was_sent(auth_client, key: str) -> None:
+    """``POST /api/bets`` with ``key``, its process killed during the provider
+    call, once POST /bet reached the provider."""
+    from provider.testing import ScriptedTransport
+    from provider.transport import default_transport, transport_installed
+
+    class Killed(BaseException):  # not an Exception: nothing catches it
+        pass
+
+    dying = ScriptedTransport(passthrough=default_transport())
+    dying.add("POST", "/bet", error=Killed(), sent=True)
+    with transport_installed(dying), pytest.raises(Killed):
+        post(auth_client, '{"amount": 3}', key)
+
+
 def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
     auth_client, player, user, provider
 ):
@@ -145,16 +160,7 @@ def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
 
     from django.utils import timezone
 
-    from provider.testing import ScriptedTransport
-    from provider.transport import default_transport, transport_installed
-
-    class Killed(BaseException):  # not an Exception: nothing catches it
-        pass
-
-    dying = ScriptedTransport(passthrough=default_transport())
-    dying.add("POST", "/bet", error=Killed(), sent=True)
-    with transport_installed(dying), pytest.raises(Killed):
-        post(auth_client, '{"amount": 3}', "key-0000009")
+    killed_once_post_bet_was_sent(auth_client, "key-0000009")
     assert provider.snapshot()["calls"]["POST /bet"] == 1
     record = IdempotencyKey.objects.get(key="key-0000009")
     bet = Bet.objects.get()
@@ -214,16 +220,8 @@ def test_a_retry_of_a_killed_request_waits_only_for_its_lease(
     from django.utils import timezone
 
     from betting.models import ProviderLease
-    from provider.testing import ScriptedTransport
-    from provider.transport import default_transport, transport_installed
 
-    class Killed(BaseException):
-        pass
-
-    dying = ScriptedTransport(passthrough=default_transport())
-    dying.add("POST", "/bet", error=Killed(), sent=True)
-    with transport_installed(dying), pytest.raises(Killed):
-        post(auth_client, '{"amount": 3}', "key-0000010")
+    killed_once_post_bet_was_sent(auth_client, "key-0000010")
     bet = Bet.objects.get()
     # The process died holding the lease (nothing released it).
     soon = timezone.now() + timedelta(seconds=30)
