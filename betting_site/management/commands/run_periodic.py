@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
-from betting_site.database import describe_database, first_line, is_unreachable
+from betting_site.database import (
+    describe_database,
+    first_line,
+    is_unreachable,
+    replace_broken_connections,
+)
 from betting_site.durations import parse_duration
 
 logger = logging.getLogger(__name__)
@@ -130,7 +134,7 @@ class Command(BaseCommand):
         )
         # A connection the database dropped since the last run (a restart) is
         # replaced, not reused: this process outlives many of them.
-        close_old_connections()
+        replace_broken_connections()
         try:
             call_command(task.name, *task.args, stdout=self.stdout, stderr=self.stderr)
         except CommandError as exc:
@@ -151,6 +155,6 @@ class Command(BaseCommand):
                 f"{task.name}: the {describe_database()} is unreachable; "
                 "the next run tries again"
             )
-            close_old_connections()
+            replace_broken_connections()
             return False
         return True
