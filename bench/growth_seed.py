@@ -62,7 +62,7 @@ STEPS = [
                CASE WHEN (g * 7919) %% 13 < 6 THEN s.amount ELSE 0 END,
                'debit_on_loss', '', false, false, s.at, s.at + interval '1 second',
                s.at + interval '1 second', p.account_id, p.user_id
-        FROM generate_series(1, %(bets)s) AS g
+        FROM generate_series(1::bigint, %(bets)s) AS g
         CROSS JOIN LATERAL (
             SELECT 1 + (g / 10) %% 5 AS amount,
                    now() - interval '90 days'
@@ -124,7 +124,7 @@ STEPS = [
                now() - interval '90 days'
                    + (i::float8 / %(logs)s) * interval '90 days',
                p.user_id
-        FROM generate_series(1, %(logs)s) AS i
+        FROM generate_series(1::bigint, %(logs)s) AS i
         JOIN growth_players p
           ON p.n = CASE WHEN i %% 10 = 0 THEN 1 ELSE 2 + i %% (%(players)s - 1) END
         ORDER BY i;
