@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--prune-rate", type=float, default=BENCH_HALF_LOAD_RATE)
+    parser.add_argument(
+        "--prune-args", default="", help='more for prune_logs, e.g. "--pause 0.05"'
+    )
     parser.add_argument("--output", default="growth-latest")
     parser.add_argument("--label", default="", help="what this run measures")
     return parser.parse_args(argv)
@@ -387,8 +390,8 @@ def _check_ledger(stack: Stack) -> dict[str, Any]:
 
 
 def _prune_under_load(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """Bets at the bench's 50%-of-peak rate: 30 s alone, then while prune_logs
-    deletes the API log rows older than 30 days."""
+    """Bets at the bench's 50%-of-peak rate: 10 s to warm up, 30 s alone, then
+    while prune_logs deletes the API log rows older than 30 days."""
     players = _seed_players(stack, 60)
     with _connect(stack) as conn:
         stale = conn.execute(
@@ -402,6 +405,8 @@ def _prune_under_load(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     async def run() -> dict[str, Any]:
         async with loadgen.new_session(200) as session:
             action = loadgen.bet_action(stack.server_url)
+            step("bets warm-up for 10 s")
+            await loadgen.open_loop(session, action, players, args.prune_rate, 10)
             step(f"bets alone at {args.prune_rate}/s for 30 s")
             t0 = time.monotonic()
             alone = await loadgen.open_loop(
@@ -417,6 +422,7 @@ def _prune_under_load(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 "prune_logs",
                 "--older-than",
                 "30d",
+                *args.prune_args.split(),
                 cwd=str(ROOT),
                 env=stack.env(),
                 stdout=asyncio.subprocess.PIPE,
@@ -544,7 +550,8 @@ def markdown(result: dict[str, Any]) -> str:
         during = prune["bets_during_prune"]["latency_ms"]
         lines += [
             "",
-            f"`prune_logs --older-than 30d`: {prune['stale_rows']:,} rows in "
+            f"`prune_logs --older-than 30d {result['arguments']['prune_args']}`: "
+            f"{prune['stale_rows']:,} rows in "
             f"{prune['prune_s']} s (exit {prune['exit_code']}: "
             f"{prune['output_tail']}); api_logs {prune['api_logs_mb_before']} MB "
             f"before, {prune['api_logs_mb_after']} MB after.",
