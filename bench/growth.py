@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         ids = _sample_ids(stack)
         result["pages"].update(_time_admin(stack, staff, ids, args.repeat))
         result["pages"].update(_time_api(stack, heavy, ids, args.repeat))
+        step("the SQL under each page (in-process, queries captured)")
+        result["sql"] = _sql_per_page(stack, result["pages"])
         step("check_ledger")
         result["check_ledger"] = _check_ledger(stack)
         if not args.skip_prune:
@@ -370,6 +372,26 @@ def _time_api(
     return figures
 
 
+def _sql_per_page(stack: Stack, pages: dict[str, Any]) -> dict[str, Any]:
+    spec = stack.run_dir / "sql-pages.json"
+    out = stack.run_dir / "sql.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "admin": ADMIN_USERNAME,
+                "player": HEAVY_USERNAME,
+                "pages": {name: page["path"] for name, page in pages.items()},
+            }
+        )
+    )
+    done = stack.python(
+        "-m", "bench.growth_sql", "--pages", str(spec), "--out", str(out), timeout=1800
+    )
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(out.read_text())
+
+
 def _check_ledger(stack: Stack) -> dict[str, Any]:
     started = time.monotonic()
     done = subprocess.run(
@@ -517,7 +539,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Started {result['started_at']}, {result.get('duration_s')} s; code "
         f"{code.get('commit', '?')}; machine: {result['machine'].get('cores', '?')} "
-        "CPUs, shared. Each figure: one warm-up request, then the median (and the "
+        "CPUs, shared, load average at the start "
+        f"{result['machine'].get('load_average_at_start')}. Each figure: one warm-up "
+        "request, then the median (and the "
         "worst) of the repeats, through gunicorn on 127.0.0.1.",
         "",
     ]
@@ -535,16 +559,25 @@ def markdown(result: dict[str, Any]) -> str:
             f"Database reused; `migrate` took {result.get('migrate_s')} s.",
             "",
         ]
+    sql = result.get("sql") or {}
     lines += [
-        "| page | median ms | worst ms | status | path |",
-        "|---|---|---|---|---|",
+        "| page | median ms | worst ms | SQL ms | queries | status | path |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, figure in result.get("pages", {}).items():
         note = f" ({figure['note']})" if figure.get("note") else ""
+        under = sql.get(name, {})
         lines.append(
             f"| {name}{note} | {figure['median_ms']} | {figure['max_ms']} | "
+            f"{under.get('sql_ms', '')} | {under.get('queries', '')} | "
             f"{figure['status']} | `{figure['path']}` |"
         )
+    if sql:
+        lines += [
+            "",
+            "SQL ms and queries: the same page requested in-process once warm, its "
+            "queries captured (the sum of their times as Django saw them).",
+        ]
     ledger = result.get("check_ledger")
     if ledger:
         lines += [
