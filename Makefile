@@ -71,3 +71,13 @@ bench: $(VENV)/.dev
 ## reconcile --fix, check_ledger; bench/results/soak-latest.{json,md}
 soak: $(VENV)/.dev
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+.PHONY: bench-growth
+GROWTH_ARGS ?=
+
+## bench-growth: the pages and commands whose cost grows with the data, on 2 M bets
+## and 5 M API log rows built in SQL (database betting_growth, kept for --reuse);
+## bench/results/growth-latest.{json,md}
+bench-growth: $(VENV)/.dev
+	bash bench/services.sh
+	$(BIN)/python -m bench.growth $(GROWTH_ARGS)

@@ -8,7 +8,7 @@ from auditlog.selectors import (
     outbound_endpoints,
     provider_call_failed,
 )
-from betting_site.admin import ReadOnlyModelAdmin, pretty_json
+from betting_site.admin import LargeTableAdmin, pretty_json, user_ids_named
 
 
 class FailedCallFilter(admin.SimpleListFilter):
@@ -92,7 +92,7 @@ class StatusClassFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiLog)
-class ApiLogAdmin(ReadOnlyModelAdmin):
+class ApiLogAdmin(LargeTableAdmin):
     list_display = (
         "created_at",
         "direction",
@@ -114,8 +114,11 @@ class ApiLogAdmin(ReadOnlyModelAdmin):
         ProviderEndpointFilter,
     )
     list_select_related = ("user",)
-    show_full_result_count = False  # no second COUNT(*) of the whole log per page
-    search_fields = ("endpoint", "request_id", "user__username")
+    search_fields = ("request_id", "user__username", "endpoint")
+    search_help_text = (
+        "Exact: a request id (X-Request-ID), a username (any case) or an endpoint "
+        "path. Several, separated by spaces: rows matching any."
+    )
     date_hierarchy = "created_at"
     fields = (
         "created_at",
@@ -134,6 +137,15 @@ class ApiLogAdmin(ReadOnlyModelAdmin):
         "response_pretty",
     )
     readonly_fields = ("request_pretty", "response_pretty")
+
+    def search_filter(self, terms: list[str]) -> Q:
+        """The request id and the endpoint on their own indexes; usernames looked
+        up first, then rows by the indexed ``user_id``."""
+        return (
+            Q(request_id__in=terms)
+            | Q(endpoint__in=terms)
+            | Q(user_id__in=user_ids_named(terms))
+        )
 
     @admin.display(description="Request body (redacted)")
     def request_pretty(self, obj):

@@ -13,7 +13,11 @@ from django.http import HttpRequest, HttpResponse
 from auditlog.models import ApiLog
 from auditlog.services import api_log_batch, api_log_record
 from betting_site.api.client_ip import client_ip
-from betting_site.api.envelope import error_response, is_api_path, request_id_of
+from betting_site.api.envelope import (
+    application_error_response,
+    is_api_path,
+    request_id_of,
+)
 from betting_site.database import committed_scope
 from betting_site.last_commit import LastCommitFailed, request_last_commit
 
@@ -62,14 +66,7 @@ class InboundApiLogMiddleware:
                 with request_last_commit():
                     return self._logged(request)
             except LastCommitFailed as exc:
-                return error_response(
-                    request,
-                    status=exc.http_status,
-                    code=exc.code,
-                    message=exc.message,
-                    details=exc.details,
-                    headers=exc.headers,
-                )
+                return application_error_response(request, exc)
 
     def _logged(self, request: HttpRequest) -> HttpResponse:
         with api_log_batch():

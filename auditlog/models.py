@@ -48,6 +48,8 @@ class ApiLog(models.Model):
             models.Index(fields=["user"], name="api_logs_user_idx"),
             models.Index(fields=["endpoint"], name="api_logs_endpoint_idx"),
             models.Index(fields=["created_at"], name="api_logs_created_at_idx"),
+            # The back office's search by request id (exact).
+            models.Index(fields=["request_id"], name="api_logs_request_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ request the rows are buffered and written in one INSERT at its end
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -288,12 +289,40 @@ def delete_in_batches(
 def api_log_prune(
     *,
     older_than: timedelta,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    pause: float = 0.0,
 ) -> int:
-    """Delete API log rows older than ``older_than``; returns how many (or would)."""
-    stale = ApiLog.objects.filter(created_at__lt=timezone.now() - older_than)
+    """Delete API log rows older than ``older_than``; returns how many (or would).
+
+    Walks ``created_at`` (indexed) forward from the oldest row, one window of
+    about ``batch_size`` rows per statement and transaction: each reads only its
+    own rows through the index, never the dead rows of the batches before it nor
+    the newer rows, so the last batch costs what the first did and no lock is
+    held for long. The window is resized after each batch to the rows it found.
+    ``pause`` seconds between batches leave the disk to the live traffic.
+    """
+    cutoff = timezone.now() - older_than
+    stale = ApiLog.objects.filter(created_at__lt=cutoff)
     if dry_run:
         return stale.count()
-    return delete_in_batches(stale, batch_size=batch_size, progress=progress)
+    start = stale.order_by("created_at").values_list("created_at", flat=True).first()
+    window = timedelta(seconds=1)
+    deleted = 0
+    while start is not None and start < cutoff:
+        end = min(start + window, cutoff)
+        count, _ = ApiLog.objects.filter(
+            created_at__gte=start, created_at__lt=end
+        ).delete()
+        deleted += count
+        if progress is not None and count:
+            progress(deleted)
+        # Aim the next window at batch_size rows, growing or shrinking it by at
+        # most 4 times: an empty window (a quiet night) quadruples it.
+        factor = batch_size / count if count else 4.0
+        window = max(window * min(max(factor, 0.25), 4.0), timedelta(microseconds=1))
+        start = end
+        if pause and count:
+            time.sleep(pause)
+    return deleted

@@ -150,19 +150,21 @@ class Stack:
 
     # --- the stores ------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """A fresh database (dropped and created), a flushed Redis database, the
-        migrations, and an empty run directory."""
+    def prepare(self, *, keep_database: bool = False) -> None:
+        """A fresh database (dropped and created; ``keep_database``: the one there
+        is, migrated), a flushed Redis database, the migrations, and an empty run
+        directory."""
         self._clean_run_dir()
         name = self.config.database
         if not name.replace("_", "").isalnum():
             raise ValueError(f"unsafe database name {name!r}")
-        admin = f"{self.config.pg_admin_url}/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+        if not keep_database:
+            admin = f"{self.config.pg_admin_url}/postgres"
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
         redis.Redis.from_url(self.redis_url).flushdb()
-        self.manage("migrate", "--no-input", check=True)
+        self.manage("migrate", "--no-input", check=True, timeout=3600)
 
     def _clean_run_dir(self) -> None:
         self.stats_dir.mkdir(parents=True, exist_ok=True)

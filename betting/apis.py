@@ -33,11 +33,11 @@ from betting_site.api.schema import (
     TAG_BETS,
     TAG_WALLET,
     USER_AUTH,
-    PaginationSerializer,
     api_headers,
     bet_id_path,
     error_responses,
     idempotent_headers,
+    list_pagination,
 )
 from betting_site.errors import ValidationFailed
 from provider.client import ProviderClient
@@ -143,7 +143,7 @@ class BetListCreateApi(APIView):
                 name="BetList",
                 fields={
                     "bets": BetSerializer(many=True),
-                    "pagination": PaginationSerializer(),
+                    "pagination": list_pagination(),
                 },
             ),
             **error_responses(400, *AUTHED),

@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from betting import keeper
+from betting.lease import lease_is_held
 from betting.models import Bet, IdempotencyKey
 from betting.wire import bet_as_dict
 from betting_site.api.exceptions import exception_handler
@@ -219,9 +220,15 @@ def _claim(
         raise KeyMismatch()
     if record.status_code is not None:
         return _Claim(record, False)
-    if record.locked_until and record.locked_until > now:
+    bet = _bet_of(record)
+    # Still running, unless its bet shows otherwise: the request holds the
+    # user's lease until the bet is done, so a bet whose lease is free (or whose
+    # holder stopped showing life, ``betting.lease``) belongs to a request that
+    # died or is finishing; its current state is the answer.
+    running = record.locked_until is not None and record.locked_until > now
+    if running and (bet is None or lease_is_held(user_id=bet.user_id)):
         raise KeyInUse()
-    if (bet := _bet_of(record)) is not None:
+    if bet is not None:
         return _Claim(record, False, bet)
     # The first request died before recording anything: take the key over, once.
     taken = IdempotencyKey.objects.filter(

@@ -33,9 +33,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 
-from betting_site.database import first_line, is_unreachable
+from betting_site.database import (
+    first_line,
+    is_unreachable,
+    replace_broken_connections,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class Kept(Protocol):
     def keep_alive(self) -> bool: ...  # True while the row is still ours
 
 
-@dataclass
+@dataclass(eq=False)  # each debt is itself: removed by identity
 class _Debt:
     what: str
     pay: Callable[[], None]
@@ -187,7 +191,7 @@ def _run() -> None:
             connections.close_all()
             return
         # A connection the database dropped (a restart) is replaced, not reused.
-        close_old_connections()
+        replace_broken_connections()
         try:
             beat()
         finally:

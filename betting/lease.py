@@ -220,6 +220,26 @@ def lease_try_claim(*, user_id: int, operation: str) -> Lease | None:
     return lease if row else None
 
 
+def lease_is_held(*, user_id: int) -> bool:
+    """Whether someone holds the user's lease and may still be using it: claimed,
+    not expired, its holder alive. (A read: the answer may change at once.)"""
+    now = timezone.now()
+    row = (
+        ProviderLease.objects.filter(user_id=user_id)
+        .values_list("holder", "expires_at", "alive_until")
+        .first()
+    )
+    if row is None:
+        return False
+    holder, expires_at, alive_until = row
+    return bool(
+        holder
+        and expires_at is not None
+        and expires_at > now
+        and (alive_until is None or alive_until > now)
+    )
+
+
 @contextmanager
 def provider_lease(
     *, user_id: int, operation: str, wait: float | None = None

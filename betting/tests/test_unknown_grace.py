@@ -6,6 +6,7 @@ balance read before it lands shows "unchanged" and would book the bet failed whi
 the provider then takes the stake; within the grace nothing is decided.
 """
 
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -163,7 +164,10 @@ def test_settle_pending_waits_out_the_grace_and_decides(
     call_command("settle_pending")  # exit 0: no bet left open
     out = capsys.readouterr().out
     assert "still unknown; a late POST /bet may land" in out
-    assert "Waiting 1.0 s for late POST /bet requests of 1 unknown bets" in out
+    # At most the grace (less what the first pass took: a loaded machine shows 0.9).
+    assert re.search(
+        r"Waiting [01]\.\d s for late POST /bet requests of 1 unknown bets", out
+    )
     bet.refresh_from_db()
     assert bet.status == "void"  # the late request landed during the wait
     ledger_matches_provider(player, provider)

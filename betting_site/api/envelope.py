@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from betting_site.api.renderers import json_dumps
+from betting_site.errors import ApplicationError
 from betting_site.logging import request_id_var
 
 STATUS_CODES = {
@@ -69,6 +70,24 @@ def error_response(
     # A marker read back with getattr(); HttpResponse declares no such attribute.
     response.is_error_envelope = True  # type: ignore[attr-defined]
     return response
+
+
+def application_error_response(
+    request: HttpRequest | None,
+    error: ApplicationError,
+    *,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    """The envelope of one of the project's errors (its own headers unless
+    ``headers`` replaces them)."""
+    return error_response(
+        request,
+        status=error.http_status,
+        code=error.code,
+        message=error.message,
+        details=error.details,
+        headers=error.headers if headers is None else headers,
+    )
 
 
 def is_api_path(path: str) -> bool:

@@ -10,7 +10,7 @@ from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions as drf
 from rest_framework.views import set_rollback
 
-from betting_site.api.envelope import error_response
+from betting_site.api.envelope import application_error_response, error_response
 from betting_site.database import DatabaseUnavailable, first_line, is_unreachable
 from betting_site.errors import ApplicationError
 
@@ -63,14 +63,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
         headers = dict(exc.headers)
         if exc.http_status == 401:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
-        return error_response(
-            request,
-            status=exc.http_status,
-            code=exc.code,
-            message=exc.message,
-            details=exc.details,
-            headers=headers,
-        )
+        return application_error_response(request, exc, headers=headers)
     if isinstance(exc, drf.ValidationError):
         return error_response(
             request,

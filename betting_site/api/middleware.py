@@ -10,7 +10,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from betting_site.api.envelope import KEPT_HEADERS, error_response, is_api_path
+from betting_site.api.envelope import (
+    KEPT_HEADERS,
+    application_error_response,
+    error_response,
+    is_api_path,
+)
 from betting_site.database import (
     RETRY_AFTER_SECONDS,
     DatabaseUnavailable,
@@ -104,14 +109,8 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
     ``/api/`` (with what it had committed), a plain page elsewhere (the admin).
     The page is a static template: rendering it touches no database."""
     if is_api_path(request.path_info):
-        error = DatabaseUnavailable(details=committed_details())
-        return error_response(
-            request,
-            status=error.http_status,
-            code=error.code,
-            message=error.message,
-            details=error.details,
-            headers=error.headers,
+        return application_error_response(
+            request, DatabaseUnavailable(details=committed_details())
         )
     response = HttpResponse(
         render_to_string("503.html", {"retry_after": RETRY_AFTER_SECONDS}),

@@ -27,6 +27,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     inline_serializer,
 )
 from rest_framework import serializers
@@ -297,6 +298,17 @@ PAGINATION_PARAMETERS = [
         description="A positive integer (default 10); above 100 is treated as 100; "
         "anything else is 400.",
     ),
+    OpenApiParameter(
+        name="cursor",
+        type=str,
+        location=OpenApiParameter.QUERY,
+        required=False,
+        description="Keyset pagination instead of page numbers: empty for the "
+        "first page, then a `next_cursor` or `prev_cursor` of an answer. The "
+        "answer's `pagination` is then `{limit, next_cursor, prev_cursor}`, with "
+        "no total; every page costs the same however deep. With `page`, or a "
+        "value that is not such a cursor: 400.",
+    ),
 ]
 
 USER_ID_QUERY = OpenApiParameter(
@@ -325,6 +337,25 @@ class PaginationSerializer(serializers.Serializer):
     page = serializers.IntegerField()
     limit = serializers.IntegerField()
     pages = serializers.IntegerField()
+
+
+class CursorPaginationSerializer(serializers.Serializer):
+    limit = serializers.IntegerField()
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="The older rows' page; null at the end."
+    )
+    prev_cursor = serializers.CharField(
+        allow_null=True, help_text="The newer rows' page; null at the start."
+    )
+
+
+def list_pagination() -> PolymorphicProxySerializer:
+    """A list's ``pagination``: by page number, or by cursor with ``?cursor=``."""
+    return PolymorphicProxySerializer(
+        component_name="ListPagination",
+        serializers=[PaginationSerializer, CursorPaginationSerializer],
+        resource_type_field_name=None,
+    )
 
 
 class TokenPairSerializer(serializers.Serializer):

@@ -1,4 +1,5 @@
 import io
+import logging
 from decimal import Decimal
 
 import pytest
@@ -7,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from betting.models import Bet
 from betting.services import bet_place
+from betting_site.testing import database_down
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +48,33 @@ def test_a_second_scheduler_does_not_run(db):
 def test_bad_intervals_are_refused(db):
     with pytest.raises(CommandError, match="invalid duration"):
         call_command("run_periodic", "--once", "--settle-every", "often")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_unreachable_fails_the_tasks_in_one_line_each(caplog):
+    """Not a crash: each task is reported in one line, no traceback, and runs
+    again at its next turn; the scheduler itself keeps going."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        caplog.at_level(logging.WARNING),
+        database_down(),
+        pytest.raises(CommandError, match="3 task"),
+    ):
+        call_command("run_periodic", "--once", stdout=out, stderr=err)
+    assert err.getvalue().count("is unreachable; the next run tries again") == 3
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_the_scheduler_runs_without_its_lock_while_the_cache_is_down(
+    db, monkeypatch, caplog
+):
+    def down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    for name in ("add", "get", "set", "delete"):
+        monkeypatch.setattr(cache, name, down)
+    out = io.StringIO()
+    with caplog.at_level(logging.WARNING):
+        call_command("run_periodic", "--once", stdout=out)
+    assert "3 task runs, 0 failed" in out.getvalue()
+    assert "running without the one-scheduler lock" in caplog.text

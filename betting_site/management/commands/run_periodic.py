@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
-from betting_site.database import describe_database, first_line, is_unreachable
+from betting_site.database import (
+    describe_database,
+    first_line,
+    is_unreachable,
+    replace_broken_connections,
+)
 from betting_site.durations import parse_duration
 
 logger = logging.getLogger(__name__)
@@ -88,20 +92,41 @@ class Command(BaseCommand):
                     runs += 1
                     failures += not self._run(task)
                     task.due = time.monotonic() + task.every
-                    cache.set(LOCK_KEY, holder, timeout=lock_ttl)
+                    self._lock(holder, lock_ttl, renew=True)
                 if options["once"]:
                     break
                 stop.wait(max(1.0, min(t.due for t in tasks) - time.monotonic()))
         finally:
-            if cache.get(LOCK_KEY) == holder:
-                cache.delete(LOCK_KEY)
+            try:
+                if cache.get(LOCK_KEY) == holder:
+                    cache.delete(LOCK_KEY)
+            except Exception:  # the cache is down: the lock expires by itself
+                logger.warning("run_periodic: could not free its lock in the cache")
         self.stdout.write(f"run_periodic stopped: {runs} task runs, {failures} failed.")
         if options["once"] and failures:
             raise CommandError(f"{failures} task(s) failed", returncode=1)
 
     @staticmethod
-    def _lock(holder: str, ttl: int) -> bool:
-        return cache.add(LOCK_KEY, holder, timeout=ttl) or cache.get(LOCK_KEY) == holder
+    def _lock(holder: str, ttl: int, *, renew: bool = False) -> bool:
+        """Take (or with ``renew`` extend) the one-scheduler lock. With the cache
+        (Redis) down the scheduler runs anyway, warned: every task is safe to run
+        beside another scheduler's, and stopping settlement for a cache outage
+        would be worse."""
+        try:
+            if renew:
+                cache.set(LOCK_KEY, holder, timeout=ttl)
+                return True
+            return (
+                cache.add(LOCK_KEY, holder, timeout=ttl)
+                or cache.get(LOCK_KEY) == holder
+            )
+        except Exception as exc:
+            logger.warning(
+                "run_periodic: the cache is unreachable (%s): running without the "
+                "one-scheduler lock",
+                type(exc).__name__,
+            )
+            return True
 
     def _run(self, task: Task) -> bool:
         self.stdout.write(
@@ -109,7 +134,7 @@ class Command(BaseCommand):
         )
         # A connection the database dropped since the last run (a restart) is
         # replaced, not reused: this process outlives many of them.
-        close_old_connections()
+        replace_broken_connections()
         try:
             call_command(task.name, *task.args, stdout=self.stdout, stderr=self.stderr)
         except CommandError as exc:
@@ -130,6 +155,6 @@ class Command(BaseCommand):
                 f"{task.name}: the {describe_database()} is unreachable; "
                 "the next run tries again"
             )
-            close_old_connections()
+            replace_broken_connections()
             return False
         return True

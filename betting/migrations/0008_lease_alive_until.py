@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("betting", "0006_drop_duplicate_user_index"),
+        ("betting", "0007_bets_user_status_index"),
     ]
 
     operations = [
