@@ -464,6 +464,9 @@ def _next_accepted(event: dict[str, Any]) -> str:
     text = "-" if longest is None else str(longest)
     if after_back is not None and after_back != longest:
         text += f" ({after_back} after it was back)"
+    after_answer = event.get("in_flight_next_bet_accepted_after_answer_max_s")
+    if after_answer is not None and after_answer != after_back:
+        text += f" ({after_answer} after the later of that and their answer)"
     if never:
         text += f"; {never} never before the traffic stopped"
     return text

@@ -749,7 +749,7 @@ def targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
         if event["fault"] in ("server-kill", "worker-kill", "pg-fast", "pg-immediate"):
-            longest = event["in_flight_next_bet_accepted_after_back_max_s"]
+            longest = event["in_flight_next_bet_accepted_after_answer_max_s"]
             never = event["in_flight_players_never_accepted"]
             figure = "no bet in flight" if longest is None and not never else ""
             if longest is not None:
@@ -761,6 +761,7 @@ def targets(entry: dict[str, Any]) -> list[dict[str, Any]]:
                     "target": f"{event['fault']} at {event['at_s']:g} s: players "
                     f"with a bet in flight bet again within {limit:g} s of "
                     f"{'the restart' if event['fault'] != 'worker-kill' else 'it'}"
+                    " or of their answer, the later"
                     + (f" ({NEXT_BET_WITHIN:g} + BET_UNKNOWN_GRACE)" if grace else ""),
                     "figure": figure,
                     "met": not never and (longest or 0) <= limit,

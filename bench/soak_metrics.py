@@ -121,6 +121,10 @@ def recovery(
         in_flight = [b for b in bets if b.start < at < b.end]
         back = at + fault.get("back_after_s", 0.0)
         waits = []
+        # From the later of the restart and the in-flight bet's own answer: a bet
+        # slowed by the provider's faults (a 2.5 s delay, its retries) may answer
+        # seconds after the fault, and that time is the provider's, not a block.
+        after_answer = []
         never = 0
         for bet in in_flight:
             accepted = _next_accepted(players[bet.player], bet)
@@ -128,6 +132,7 @@ def recovery(
                 never += 1
             else:
                 waits.append(accepted - at)
+                after_answer.append(max(0.0, accepted - max(back, bet.end)))
         out.append(
             {
                 **fault,
@@ -151,6 +156,9 @@ def recovery(
                 # service, not the restart, made the players wait.
                 "in_flight_next_bet_accepted_after_back_max_s": (
                     round(max(0.0, max(waits) + at - back), 2) if waits else None
+                ),
+                "in_flight_next_bet_accepted_after_answer_max_s": (
+                    round(max(after_answer), 2) if after_answer else None
                 ),
                 "in_flight_players_never_accepted": never,
             }

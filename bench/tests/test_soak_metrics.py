@@ -71,6 +71,8 @@ def test_recovery_after_a_fault_and_the_players_who_had_a_bet_in_flight():
     }
     assert first["in_flight_next_bet_accepted_max_s"] == 3.0
     assert first["in_flight_next_bet_accepted_after_back_max_s"] == 1.5
+    # Player 1 answered (cut) at 10.5, the server was back at 11.5, accepted at 12.
+    assert first["in_flight_next_bet_accepted_after_answer_max_s"] == 0.5
     assert first["in_flight_players_never_accepted"] == 0
     assert first["last_blocking_answer_after_s"] == 1.1
     assert second["bets_in_flight"] == 0
@@ -135,6 +137,7 @@ def test_targets_after_crashes_allow_the_unknown_grace_in_debit_on_place():
             "at_s": 20.0,
             "in_flight_next_bet_accepted_max_s": longest,
             "in_flight_next_bet_accepted_after_back_max_s": longest,
+            "in_flight_next_bet_accepted_after_answer_max_s": longest,
             "in_flight_players_never_accepted": never,
             "bets_in_flight": sum((answers or {}).values()),
             "bets_in_flight_answers": answers or {},
