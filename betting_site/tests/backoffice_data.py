@@ -138,7 +138,9 @@ def make_backoffice_data(now: datetime) -> BackofficeData:
         "unknown": bet(
             dave,
             amount="2",
-            created_at=now - timedelta(hours=20),
+            # Yesterday, within the last 24 hours, whatever the time of day
+            # (20 hours ago alone is today after 20:00 UTC).
+            created_at=min(now - timedelta(hours=20), at(now) - timedelta(minutes=1)),
             status="unknown",
         ),
     }
